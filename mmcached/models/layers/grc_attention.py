@@ -1,0 +1,351 @@
+"""GRC attention: self-attention mixed with attention over a gated recurrent
+cache (Cached Transformers, Zhang et al., AAAI 2024).
+
+Two modules, one idea each:
+
+- :class:`GatedRecurrentCache` holds the cache of one layer and updates it from
+  a summary of the current tokens (GRU-like gates).
+- :class:`GRCAttention` attends from the tokens to the updated cache and mixes
+  that with the host layer's own self-attention output, per head.
+
+Neither knows which backbone it sits in: a host attention computes its usual
+output ``o_self`` and hands ``(x, o_self, hw_shape)`` to ``GRCAttention``.
+"""
+import math
+from typing import Optional, Sequence, Tuple, Union
+
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+import torch.nn.functional as F
+from mmcv.cnn import build_norm_layer
+from mmengine.model import BaseModule
+from mmengine.model.weight_init import trunc_normal_
+
+from mmcached.registry import MODELS
+
+MODES = ('released', 'paper')
+
+
+def _is_distributed() -> bool:
+    return dist.is_available() and dist.is_initialized() and \
+        dist.get_world_size() > 1
+
+
+def resize_tokens(x: torch.Tensor, length: int) -> torch.Tensor:
+    """Nearest-resize tokens (B, N, C) -> (B, length, C), as the released
+    module does; a no-op when N == length."""
+    if x.shape[1] == length:
+        return x
+    return F.interpolate(
+        x.transpose(1, 2), size=length, mode='nearest').transpose(1, 2)
+
+
+@MODELS.register_module()
+class GatedRecurrentCache(BaseModule):
+    """A differentiable cache of ``cache_len`` tokens with ``cache_dims``
+    channels, updated by gates from a summary of the current tokens.
+
+    The cache is a persistent buffer ``memory`` of shape (1, T_m, D_m), created
+    here (not at the first forward), so it is in every state_dict. In training
+    each forward writes the batch mean of the updated cache back, without
+    gradient across steps; under DDP the mean is all-reduced so every rank
+    keeps the same cache, built from all ranks' samples. In eval the buffer is
+    frozen and outputs do not depend on batch mates.
+
+    Equations (s: summary (B, T_m, D_m), C: cache):
+
+    - ``released``: g_r, g_u = sigmoid(W_r [C; s]), sigmoid(W_u [C; s]);
+      C~ = LN(GELU(W_c [g_r * C; s])).
+    - ``paper``: g_r, g_u = sigmoid(W_r [s; C]), sigmoid(W_u [s; C]);
+      C~ = W_c [s; g_r * C].
+
+    Both: C_t = (1 - g_u) * C + g_u * C~, returned per sample (B, T_m, D_m).
+
+    Args:
+        cache_dims (int): Channels D_m of the cache.
+        cache_len (int): Tokens T_m in the cache. Must be >= 1.
+        mode (str): ``'released'`` (default) or ``'paper'``.
+        sync (bool): All-reduce the cache update across ranks. Default: True.
+        norm_cfg (dict): Norm of the released candidate. Default: LN.
+    """
+
+    def __init__(self,
+                 cache_dims: int,
+                 cache_len: int,
+                 mode: str = 'released',
+                 sync: bool = True,
+                 norm_cfg: dict = dict(type='LN'),
+                 init_cfg=None):
+        super().__init__(init_cfg=init_cfg)
+        if mode not in MODES:
+            raise ValueError(f'GRC mode must be one of {MODES}, got {mode!r}')
+        if int(cache_len) < 1:
+            raise ValueError(f'cache_len must be >= 1, got {cache_len}')
+        if int(cache_dims) < 1:
+            raise ValueError(f'cache_dims must be >= 1, got {cache_dims}')
+        self.cache_dims = int(cache_dims)
+        self.cache_len = int(cache_len)
+        self.mode = mode
+        self.sync = sync
+        d = self.cache_dims
+        # W_r and W_u read the same input: one matmul for both gates.
+        self.gates = nn.Linear(2 * d, 2 * d)
+        self.candidate = nn.Linear(2 * d, d)
+        self.candidate_norm = build_norm_layer(norm_cfg, d)[1] \
+            if mode == 'released' else nn.Identity()
+        self.register_buffer('memory', torch.zeros(1, self.cache_len, d))
+
+    def reset(self) -> None:
+        """Empty the cache (zeros), e.g. before fine-tuning on a new task."""
+        self.memory.zero_()
+
+    def _split(self, weight: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Columns of a ``[*, 2 * D_m]`` weight acting on (cache, summary)."""
+        d = self.cache_dims
+        if self.mode == 'released':  # input order [C; s]
+            return weight[:, :d], weight[:, d:]
+        return weight[:, d:], weight[:, :d]  # paper: [s; C]
+
+    def forward(self, summary: torch.Tensor) -> torch.Tensor:
+        """Update the cache from ``summary`` (B, T_m, D_m); return C_t."""
+        B, T, d = summary.shape
+        if T != self.cache_len or d != self.cache_dims:
+            raise ValueError(
+                f'summary must be (B, {self.cache_len}, {self.cache_dims}), '
+                f'got {tuple(summary.shape)}')
+        mem = self.memory.to(summary.dtype)
+        # The cache is shared by the batch: its half of the gate matmul is
+        # computed once, not B times as a concatenated input would.
+        w_mem, w_sum = self._split(self.gates.weight)
+        gates = F.linear(summary, w_sum) + F.linear(mem, w_mem, self.gates.bias)
+        g_reset, g_update = torch.sigmoid(gates).chunk(2, dim=-1)
+        reset_mem = g_reset * mem
+        w_mem, w_sum = self._split(self.candidate.weight)
+        cand = F.linear(reset_mem, w_mem, self.candidate.bias) + \
+            F.linear(summary, w_sum)
+        if self.mode == 'released':
+            cand = self.candidate_norm(F.gelu(cand))
+        new = mem + g_update * (cand.to(mem.dtype) - mem)
+        if self.training:
+            self._write(new)
+        return new
+
+    @torch.no_grad()
+    def _write(self, new: torch.Tensor) -> None:
+        mean = new.detach().float().mean(dim=0, keepdim=True)
+        if self.sync and _is_distributed():
+            # DDP's buffer broadcast would keep rank 0's batch only.
+            dist.all_reduce(mean)
+            mean /= dist.get_world_size()
+        self.memory.copy_(mean)
+
+    def extra_repr(self) -> str:
+        return (f'cache_len={self.cache_len}, cache_dims={self.cache_dims}, '
+                f'mode={self.mode!r}, sync={self.sync}')
+
+
+@MODELS.register_module()
+class GRCAttention(BaseModule):
+    """Cache attention and the per-head mix with the host's self-attention.
+
+    For tokens x (B, N, D) and the host layer's self-attention output o_self
+    (B, N, D, after its output projection, before dropout / residual):
+
+    1. summary s: first D_m channels of o_self (``released``) or of x
+       (``paper``), nearest-resized to T_m tokens;
+    2. C_t = cache(s) (see :class:`GatedRecurrentCache`);
+    3. o_mem = MHA(q=x[..., :D_m], k=v=C_t), H heads of D_m / H channels, own
+       q / kv / out projections; with ``sr_ratio > 1`` the cache, laid out on
+       its (h, w) grid, is spatially reduced first (as PVT's keys are);
+    4. per head h: out^h = a_h * o_mem^h + (1 - a_h) * o_self^h with
+       a_h = sigmoid(lam_h). ``released``: o_mem^h (D_m / H channels) is
+       zero-padded to D / H. ``paper``: o_mem is projected back to D;
+    5. ``released`` (``pos_conv=True``): plus a 3x3 conv (D -> D, groups D_m)
+       of x over its (H, W) patch grid; extra tokens (class token) get zero.
+
+    Args:
+        embed_dims (int): D, channels of the host layer.
+        num_heads (int): H, heads of the host layer (shared by the cache).
+        cache_len (int | tuple[int, int]): T_m, or its (h, w) grid. A grid is
+            required for ``sr_ratio > 1``. Usually the token count at the
+            pretraining resolution.
+        cache_ratio (float): r in (0, 1]; D_m = int(r * D). Default: 0.5.
+        mode (str): ``'released'`` (default: the authors' released module,
+            the one the paper's numbers come from) or ``'paper'`` (the
+            paper's equations).
+        sr_ratio (int): Spatial reduction of the cache before attention.
+        qkv_bias (bool): Bias of the cache attention's q and kv. Default: True.
+        qk_scale (float, optional): Default: head_dim ** -0.5.
+        attn_drop (float): Dropout on the cache attention weights.
+        proj_drop (float): Dropout after the cache attention's projection.
+        pos_conv (bool, optional): The positional conv; default: on in
+            ``released`` mode, off in ``paper`` mode.
+        num_extra_tokens (int): Leading tokens (class token) that are not on
+            the patch grid. Default: 0.
+        lam_init (float, optional): Initial lam; default -1 (released) or 0
+            (paper).
+        sync_cache (bool): All-reduce cache updates under DDP. Default: True.
+        norm_cfg (dict): Norm for the released candidate and the sr branch.
+    """
+
+    def __init__(self,
+                 embed_dims: int,
+                 num_heads: int,
+                 cache_len: Union[int, Sequence[int]],
+                 cache_ratio: float = 0.5,
+                 mode: str = 'released',
+                 sr_ratio: int = 1,
+                 qkv_bias: bool = True,
+                 qk_scale: Optional[float] = None,
+                 attn_drop: float = 0.,
+                 proj_drop: float = 0.,
+                 pos_conv: Optional[bool] = None,
+                 num_extra_tokens: int = 0,
+                 lam_init: Optional[float] = None,
+                 sync_cache: bool = True,
+                 norm_cfg: dict = dict(type='LN'),
+                 init_cfg=None):
+        super().__init__(init_cfg=init_cfg)
+        if mode not in MODES:
+            raise ValueError(f'GRC mode must be one of {MODES}, got {mode!r}')
+        if not 0 < cache_ratio <= 1:
+            raise ValueError(
+                f'cache_ratio must be in (0, 1], got {cache_ratio}')
+        cache_dims = int(embed_dims * cache_ratio)
+        if cache_dims < num_heads or cache_dims % num_heads:
+            raise ValueError(
+                f'cache channels int({cache_ratio} * {embed_dims}) = '
+                f'{cache_dims} must be a positive multiple of num_heads='
+                f'{num_heads}; choose another cache_ratio')
+        if isinstance(cache_len, int):
+            grid = None
+            length = cache_len
+        else:
+            grid = tuple(int(v) for v in cache_len)
+            if len(grid) != 2:
+                raise ValueError(f'cache_len grid must be (h, w), got {cache_len}')
+            length = grid[0] * grid[1]
+        if length < 1:
+            raise ValueError(f'cache_len must be >= 1, got {cache_len}')
+        if sr_ratio > 1 and grid is None:
+            raise ValueError('sr_ratio > 1 needs cache_len as an (h, w) grid')
+
+        self.embed_dims = embed_dims
+        self.num_heads = num_heads
+        self.cache_dims = cache_dims
+        self.cache_grid = grid
+        self.mode = mode
+        self.sr_ratio = sr_ratio
+        self.num_extra_tokens = num_extra_tokens
+        self.attn_drop = attn_drop
+        head_dims = cache_dims // num_heads
+        self.scale = qk_scale or head_dims**-0.5
+
+        self.cache = GatedRecurrentCache(
+            cache_dims, length, mode=mode, sync=sync_cache, norm_cfg=norm_cfg)
+        self.mem_q = nn.Linear(cache_dims, cache_dims, bias=qkv_bias)
+        self.mem_kv = nn.Linear(cache_dims, 2 * cache_dims, bias=qkv_bias)
+        self.mem_proj = nn.Linear(
+            cache_dims, cache_dims if mode == 'released' else embed_dims)
+        self.mem_proj_drop = nn.Dropout(proj_drop)
+        if sr_ratio > 1:
+            self.mem_sr = nn.Conv2d(
+                cache_dims, cache_dims, kernel_size=sr_ratio, stride=sr_ratio)
+            self.mem_norm = build_norm_layer(norm_cfg, cache_dims)[1]
+        if lam_init is None:
+            lam_init = -1. if mode == 'released' else 0.
+        self.lam = nn.Parameter(torch.full((num_heads, ), float(lam_init)))
+        if pos_conv is None:
+            pos_conv = mode == 'released'
+        self.pos_conv = nn.Conv2d(
+            embed_dims, embed_dims, 3, padding=1,
+            groups=cache_dims) if pos_conv else None
+
+    @property
+    def cache_len(self) -> int:
+        return self.cache.cache_len
+
+    def init_weights(self):
+        super().init_weights()
+        if self.init_cfg is None:
+            for m in self.modules():
+                if isinstance(m, nn.Linear):
+                    trunc_normal_(m.weight, std=.02)
+                    if m.bias is not None:
+                        nn.init.zeros_(m.bias)
+
+    def reset_cache(self) -> None:
+        self.cache.reset()
+
+    def _cache_kv(self, mem: torch.Tensor) -> torch.Tensor:
+        if self.sr_ratio > 1:
+            B = mem.shape[0]
+            h, w = self.cache_grid
+            mem = mem.transpose(1, 2).reshape(B, self.cache_dims, h, w)
+            mem = self.mem_sr(mem).flatten(2).transpose(1, 2)
+            mem = self.mem_norm(mem)
+        return self.mem_kv(mem)
+
+    def forward(self,
+                x: torch.Tensor,
+                o_self: torch.Tensor,
+                hw_shape: Optional[Tuple[int, int]] = None) -> torch.Tensor:
+        """x, o_self: (B, N, D); hw_shape: (H, W) of the patch tokens, needed
+        by the positional conv (N = num_extra_tokens + H * W). Returns the
+        mixed output (B, N, D), before the host's dropout and residual."""
+        B, N, D = x.shape
+        H, dm = self.num_heads, self.cache_dims
+        src = o_self if self.mode == 'released' else x
+        summary = resize_tokens(src[..., :dm], self.cache_len)
+        mem = self.cache(summary)
+
+        q = self.mem_q(x[..., :dm]).view(B, N, H, dm // H).transpose(1, 2)
+        kv = self._cache_kv(mem).view(B, -1, 2, H, dm // H).permute(2, 0, 3, 1, 4)
+        o_mem = F.scaled_dot_product_attention(
+            q, kv[0], kv[1],
+            dropout_p=self.attn_drop if self.training else 0.,
+            scale=self.scale)
+        o_mem = self.mem_proj_drop(self.mem_proj(o_mem.transpose(1, 2).flatten(2)))
+
+        alpha = torch.sigmoid(self.lam).to(o_self.dtype).view(1, 1, H, 1)
+        o_mem = o_mem.view(B, N, H, -1)
+        if self.mode == 'released':
+            o_mem = F.pad(o_mem, (0, D // H - dm // H))
+        out = (o_self.view(B, N, H, D // H).lerp(o_mem, alpha)).view(B, N, D)
+        if self.pos_conv is not None:
+            out = out + self._pos_term(x, hw_shape)
+        return out
+
+    def _pos_term(self, x: torch.Tensor, hw_shape) -> torch.Tensor:
+        B, N, D = x.shape
+        n_extra = self.num_extra_tokens
+        if hw_shape is None:  # square patch grid, as the released code assumes
+            side = math.isqrt(N - n_extra)
+            hw_shape = (side, side)
+        h, w = hw_shape
+        if h * w + n_extra != N:
+            raise ValueError(
+                f'hw_shape {tuple(hw_shape)} + {n_extra} extra tokens does '
+                f'not match {N} tokens')
+        grid = x[:, n_extra:].transpose(1, 2).reshape(B, D, h, w)
+        pos = self.pos_conv(grid).flatten(2).transpose(1, 2)
+        if n_extra:
+            pos = F.pad(pos, (0, 0, n_extra, 0))
+        return pos
+
+    def extra_repr(self) -> str:
+        return (f'embed_dims={self.embed_dims}, num_heads={self.num_heads}, '
+                f'cache_dims={self.cache_dims}, mode={self.mode!r}, '
+                f'sr_ratio={self.sr_ratio}, '
+                f'num_extra_tokens={self.num_extra_tokens}')
+
+
+def reset_caches(module: nn.Module) -> int:
+    """Zero every GRC cache inside ``module``; returns how many were reset."""
+    n = 0
+    for m in module.modules():
+        if isinstance(m, GatedRecurrentCache):
+            m.reset()
+            n += 1
+    return n

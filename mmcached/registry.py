@@ -1,0 +1,32 @@
+"""mmcached's registries.
+
+Each is a child of mmengine's root registry with scope ``mmcached`` (so
+``type='mmcached.CachedPVT'`` works from any scope), and every class
+registered here is registered in the root registry too, so a bare
+``type='CachedPVT'`` resolves from the mmdet, mmpretrain and mmengine scopes
+alike: child scopes fall back to the root, never to their siblings.
+"""
+from mmengine.registry import DATASETS as ROOT_DATASETS
+from mmengine.registry import METRICS as ROOT_METRICS
+from mmengine.registry import MODELS as ROOT_MODELS
+from mmengine.registry import TRANSFORMS as ROOT_TRANSFORMS
+from mmengine.registry import Registry
+
+
+class _RootMirroredRegistry(Registry):
+    """A scoped registry whose registrations are mirrored in its parent."""
+
+    def _register_module(self, module, module_name=None, force=False):
+        super()._register_module(module, module_name, force)
+        self.parent._register_module(module, module_name, force)
+
+
+def _registry(name, parent, location):
+    return _RootMirroredRegistry(
+        name, parent=parent, scope='mmcached', locations=[location])
+
+
+MODELS = _registry('model', ROOT_MODELS, 'mmcached.models')
+DATASETS = _registry('dataset', ROOT_DATASETS, 'mmcached.datasets')
+TRANSFORMS = _registry('transform', ROOT_TRANSFORMS, 'mmcached.datasets')
+METRICS = _registry('metric', ROOT_METRICS, 'mmcached.evaluation')
