@@ -35,6 +35,12 @@ if __name__ == '__main__':
         long_description_content_type='text/markdown',
         license='Apache License 2.0',
         packages=find_packages(exclude=('configs', 'tools', 'tests', 'demo')),
+        # configs/ and tools/ travel inside the package as .mim/ (symlinks in
+        # the repo, real copies in a wheel), where mmengine looks for
+        # `_base_ = 'mmcached::...'`.
+        package_data={'mmcached': [
+            '.mim/model-index.yml', '.mim/configs/**/*.py', '.mim/tools/*.py',
+                                   '.mim/tools/**/*.py', '.mim/tools/*.sh']},
         include_package_data=True,
         python_requires='>=3.8',
         install_requires=[

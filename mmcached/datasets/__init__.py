@@ -1,0 +1,10 @@
+"""Datasets: the embedded digits and shapes sets, and COCO with path checks."""
+from .coco import CheckedCocoDataset, check_data_files
+from .digits import DigitsDataset, digits_split_indices
+from .shapes import DEFAULT_SHAPES_CFG, ShapesDataset, make_shapes
+
+__all__ = [
+    'CheckedCocoDataset', 'check_data_files', 'DigitsDataset',
+    'digits_split_indices', 'ShapesDataset', 'make_shapes',
+    'DEFAULT_SHAPES_CFG'
+]

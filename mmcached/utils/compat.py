@@ -10,6 +10,11 @@ Applied once when ``mmcached`` is imported:
   (its extension point), which loads full checkpoints as torch < 2.6 did and
   turns an unreadable file into an error that names the file.
 
+- mmengine 0.10.7 accepts ``_base_ = 'pkg::...'`` only for the packages
+  listed in ``mmengine.config.utils.MODULE2PACKAGE``; we add ``mmcached`` so
+  that user configs can inherit ours. This needs ``mmcached`` imported before
+  the config is parsed, which ``tools/train.py`` and ``tools/test.py`` do.
+
 Only load checkpoints you trust: like mmengine on torch < 2.6, a full
 checkpoint is unpickled.
 """
@@ -18,6 +23,7 @@ import pickle
 import zipfile
 
 import torch
+from mmengine.config.utils import MODULE2PACKAGE
 from mmengine.runner.checkpoint import CheckpointLoader
 
 _applied = False
@@ -48,4 +54,6 @@ def apply() -> None:
         return
     CheckpointLoader.register_scheme(
         prefixes='', loader=load_local_checkpoint, force=True)
+    # The same dict object is read by the config parser and the registry.
+    MODULE2PACKAGE.setdefault('mmcached', 'mmcached')
     _applied = True

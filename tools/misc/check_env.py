@@ -3,6 +3,7 @@ mmpretrain models, and mmcached's own registrations.
 
 Exits non-zero with a message saying what failed and what to do.
 """
+import argparse
 import sys
 import traceback
 
@@ -66,6 +67,10 @@ def _mmcached():
 
 
 def main():
+    argparse.ArgumentParser(
+        description='Check that this environment can run mmcached: compiled '
+        'mmcv ops, mmdet and mmpretrain models, mmcached registrations. '
+        'Exits 1 with what failed and what to do.').parse_args()
     print(f'Python {sys.version.split()[0]} at {sys.executable}')
     results = [check(n, f) for n, f in [
         ('torch', _torch), ('mmcv compiled ops', _mmcv_ops), ('mmdet models', _mmdet),

@@ -41,6 +41,78 @@ def resize_tokens(x: torch.Tensor, length: int) -> torch.Tensor:
         x.transpose(1, 2), size=length, mode='nearest').transpose(1, 2)
 
 
+def _pair_conv_tokens(conv: nn.Conv2d, tokens: torch.Tensor,
+                      hw_shape: Tuple[int, int]) -> torch.Tensor:
+    """``conv`` over tokens (B, h*w, C) on their grid, for a conv whose
+    groups hold 2 input and 2 output channels; returns (B, h*w, C).
+
+    Computed as four depthwise convs (even / odd input channel to even / odd
+    output channel): oneDNN's CPU kernels for 2-channel groups are slow,
+    its depthwise ones fast (about 2x less time for forward + backward at
+    PVT stage-1 size). Same sums, same result up to rounding.
+    """
+    B = tokens.shape[0]
+
+    def grid(t):
+        return t.transpose(1, 2).reshape(B, -1, *hw_shape)
+
+    # unbind, not two strided slices: its backward is one stack, where
+    # slices would each zero-fill a full-size gradient
+    even, odd = map(grid, tokens.unflatten(-1, (-1, 2)).unbind(-1))
+    weight, bias = conv.weight, conv.bias
+    kw = dict(stride=conv.stride, padding=conv.padding,
+              dilation=conv.dilation, groups=conv.groups)
+    outs = []
+    for p in (0, 1):  # output parity
+        out = F.conv2d(even, weight[p::2, :1],
+                       None if bias is None else bias[p::2], **kw) + \
+            F.conv2d(odd, weight[p::2, 1:], None, **kw)
+        outs.append(out.flatten(2).transpose(1, 2))
+    return torch.stack(outs, -1).flatten(2)
+
+
+class _HeadMix(torch.autograd.Function):
+    """out^h = (1 - a_h) * o_self^h + a_h * [o_mem^h, 0] (+ extra).
+
+    o_self: (B, N, H, D/H); o_mem: (B, N, H, d) with d <= D/H, the missing
+    channels being the released code's zero padding; alpha: (H, ); extra:
+    optional term added to the output (e.g. the positional conv), any shape
+    with B * N * D elements. The same as ``lerp`` against the padded o_mem
+    plus an add, in two passes instead of about eight (pad, lerp and add,
+    forward and backward), which on CPU was the costliest part of the mix.
+    """
+
+    @staticmethod
+    def forward(ctx, o_self, o_mem, alpha, extra=None):
+        a = alpha.view(1, 1, -1, 1)
+        if extra is None:
+            out = o_self * (1 - a)
+        else:
+            out = torch.addcmul(extra.reshape(o_self.shape), o_self, 1 - a)
+        out[..., :o_mem.shape[-1]].addcmul_(o_mem, a)
+        ctx.save_for_backward(o_self, o_mem, alpha)
+        ctx.extra_shape = None if extra is None else extra.shape
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        o_self, o_mem, alpha = ctx.saved_tensors
+        a = alpha.view(1, 1, -1, 1)
+        g_mem = grad[..., :o_mem.shape[-1]]
+        g_self = grad * (1 - a) if ctx.needs_input_grad[0] else None
+        g_o_mem = g_mem * a if ctx.needs_input_grad[1] else None
+        g_alpha = None
+        if ctx.needs_input_grad[2]:
+            # d out / d a = [o_mem, 0] - o_self, summed per head in fp32
+            dims, f32 = (0, 1, 3), torch.float32
+            g_alpha = ((g_mem * o_mem).sum(dims, dtype=f32) -
+                       (grad * o_self).sum(dims, dtype=f32)).to(alpha.dtype)
+        g_extra = grad.reshape(ctx.extra_shape) \
+            if ctx.extra_shape is not None and ctx.needs_input_grad[3] \
+            else None
+        return g_self, g_o_mem, g_alpha, g_extra
+
+
 @MODELS.register_module()
 class GatedRecurrentCache(BaseModule):
     """A differentiable cache of ``cache_len`` tokens with ``cache_dims``
@@ -114,7 +186,9 @@ class GatedRecurrentCache(BaseModule):
             raise ValueError(
                 f'summary must be (B, {self.cache_len}, {self.cache_dims}), '
                 f'got {tuple(summary.shape)}')
-        mem = self.memory.to(summary.dtype)
+        # A copy: autograd saves it, and _write updates the buffer in place
+        # afterwards (in place keeps DDP's references to the buffer valid).
+        mem = self.memory.to(summary.dtype, copy=True)
         # The cache is shared by the batch: its half of the gate matmul is
         # computed once, not B times as a concatenated input would.
         w_mem, w_sum = self._split(self.gates.weight)
@@ -302,20 +376,29 @@ class GRCAttention(BaseModule):
 
         q = self.mem_q(x[..., :dm]).view(B, N, H, dm // H).transpose(1, 2)
         kv = self._cache_kv(mem).view(B, -1, 2, H, dm // H).permute(2, 0, 3, 1, 4)
+        k, v = kv[0], kv[1]
+        # One head, same width in and out (released mode): rows of the
+        # attention weights sum to 1, so A (V W^T) + b = (A V) W^T + b and the
+        # projection runs on the few cache tokens instead of all N tokens.
+        fold = H == 1 and self.mem_proj.out_features == dm
+        if fold:
+            v = F.linear(v, self.mem_proj.weight)
         o_mem = F.scaled_dot_product_attention(
-            q, kv[0], kv[1],
+            q, k, v,
             dropout_p=self.attn_drop if self.training else 0.,
-            scale=self.scale)
-        o_mem = self.mem_proj_drop(self.mem_proj(o_mem.transpose(1, 2).flatten(2)))
+            scale=self.scale).transpose(1, 2).flatten(2)
+        o_mem = o_mem + self.mem_proj.bias if fold else self.mem_proj(o_mem)
+        o_mem = self.mem_proj_drop(o_mem)
 
-        alpha = torch.sigmoid(self.lam).to(o_self.dtype).view(1, 1, H, 1)
-        o_mem = o_mem.view(B, N, H, -1)
-        if self.mode == 'released':
-            o_mem = F.pad(o_mem, (0, D // H - dm // H))
-        out = (o_self.view(B, N, H, D // H).lerp(o_mem, alpha)).view(B, N, D)
+        alpha = torch.sigmoid(self.lam).to(o_self.dtype)
+        # released: o_mem^h has D_m/H channels, zero-padded to D/H by the mix
+        o_mem = o_mem.view(B, N, H, -1).to(o_self.dtype)
+        # reshape, not view: hosts may hand over a transposed o_self.
+        o_self = o_self.reshape(B, N, H, D // H)
+        pos = None
         if self.pos_conv is not None:
-            out = out + self._pos_term(x, hw_shape)
-        return out
+            pos = self._pos_term(x, hw_shape).to(o_self.dtype)
+        return _HeadMix.apply(o_self, o_mem, alpha, pos).view(B, N, D)
 
     def _pos_term(self, x: torch.Tensor, hw_shape) -> torch.Tensor:
         B, N, D = x.shape
@@ -328,8 +411,14 @@ class GRCAttention(BaseModule):
             raise ValueError(
                 f'hw_shape {tuple(hw_shape)} + {n_extra} extra tokens does '
                 f'not match {N} tokens')
-        grid = x[:, n_extra:].transpose(1, 2).reshape(B, D, h, w)
-        pos = self.pos_conv(grid).flatten(2).transpose(1, 2)
+        conv = self.pos_conv
+        patches = x[:, n_extra:] if n_extra else x
+        if x.device.type == 'cpu' and conv.in_channels == conv.out_channels \
+                == 2 * conv.groups:  # cache ratio 0.5 on CPU
+            pos = _pair_conv_tokens(conv, patches, (h, w))
+        else:
+            grid = patches.transpose(1, 2).reshape(B, D, h, w)
+            pos = conv(grid).flatten(2).transpose(1, 2)
         if n_extra:
             pos = F.pad(pos, (0, 0, n_extra, 0))
         return pos

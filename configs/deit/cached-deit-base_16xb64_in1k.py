@@ -1,0 +1,11 @@
+# Cached DeiT-Base (ViT with GRC attention, cache ratio 0.5) on ImageNet-1k:
+# deit-base_16xb64_in1k.py with the cached backbone, same recipe.
+data_root = 'data/imagenet/'
+
+_base_ = './deit-base_16xb64_in1k.py'
+
+model = dict(backbone=dict(type='CachedViT', cache_ratio=0.5))
+
+train_dataloader = dict(dataset=dict(data_root=data_root))
+val_dataloader = dict(dataset=dict(data_root=data_root))
+test_dataloader = val_dataloader

@@ -1,0 +1,85 @@
+# ViT (DeiT recipe) on the embedded digits set: the uncached twin of
+# cached-vit_digits.py.
+_base_ = '../deit/deit-tiny_4xb256_in1k.py'
+
+# Small enough for 2 CPU cores: sklearn's 8x8 digits upsampled to 32x32, a
+# 4-layer ViT with 64 channels and 4x4 patches (64 tokens + class token),
+# 40 epochs. Only data, image scale, schedule and model size differ from the
+# ImageNet config; the cached and uncached twins differ only in `_base_`.
+# The data is built in memory from scikit-learn (nothing to download).
+
+custom_imports = dict(imports=['mmcached'], allow_failed_imports=False)
+
+img_size = 32
+model = dict(
+    backbone=dict(
+        arch=dict(
+            _delete_=True,  # a dict instead of the base's 'deit-tiny'
+            embed_dims=64,
+            num_layers=4,
+            num_heads=4,
+            feedforward_channels=128),
+        img_size=img_size,
+        patch_size=4,
+        drop_path_rate=0.0,
+        init_cfg=None),
+    head=dict(num_classes=10, in_channels=64),
+    # No Mixup / CutMix: they slow down such a short schedule.
+    train_cfg=None)
+
+data_preprocessor = dict(
+    num_classes=10, mean=[127.5] * 3, std=[127.5] * 3, to_rgb=False)
+train_pipeline = [
+    dict(type='Resize', scale=(img_size, img_size)),
+    # Small shifts only: digits must not be flipped.
+    dict(type='RandomCrop', crop_size=img_size, padding=2),
+    dict(type='PackInputs'),
+]
+test_pipeline = [
+    dict(type='Resize', scale=(img_size, img_size)),
+    dict(type='PackInputs'),
+]
+train_dataloader = dict(
+    batch_size=64,
+    num_workers=0,
+    persistent_workers=False,
+    dataset=dict(
+        _delete_=True,
+        type='DigitsDataset',
+        split='train',
+        pipeline=train_pipeline),
+    sampler=dict(type='DefaultSampler', shuffle=True))
+val_dataloader = dict(
+    batch_size=120,
+    num_workers=0,
+    persistent_workers=False,
+    dataset=dict(
+        _delete_=True, type='DigitsDataset', split='val',
+        pipeline=test_pipeline),
+    sampler=dict(type='DefaultSampler', shuffle=False))
+test_dataloader = val_dataloader
+val_evaluator = dict(type='Accuracy', topk=(1, ))
+test_evaluator = val_evaluator
+
+max_epochs = 40
+optim_wrapper = dict(optimizer=dict(lr=2e-3, weight_decay=0.05))
+param_scheduler = [
+    dict(
+        type='LinearLR',
+        start_factor=1e-2,
+        by_epoch=True,
+        end=2,
+        convert_to_iter_based=True),
+    dict(
+        type='CosineAnnealingLR',
+        eta_min=1e-5,
+        by_epoch=True,
+        begin=2,
+        end=max_epochs)
+]
+train_cfg = dict(by_epoch=True, max_epochs=max_epochs, val_interval=10)
+auto_scale_lr = dict(base_batch_size=64)
+default_hooks = dict(
+    logger=dict(interval=50),
+    checkpoint=dict(interval=max_epochs, max_keep_ckpts=1))
+randomness = dict(seed=0)

@@ -1,0 +1,10 @@
+# PVT-Small on ImageNet-1k (uncached baseline); recipe of pvt-tiny.
+data_root = 'data/imagenet/'
+
+_base_ = './pvt-tiny_8xb128_in1k.py'
+
+model = dict(backbone=dict(num_layers=[3, 4, 6, 3], drop_path_rate=0.1))
+
+train_dataloader = dict(dataset=dict(data_root=data_root))
+val_dataloader = dict(dataset=dict(data_root=data_root))
+test_dataloader = val_dataloader

@@ -1,0 +1,159 @@
+"""Every config loads, builds its model without downloading anything, and
+runs: classifiers predict one image, detectors compute losses and predict on
+two small images with masks. The largest models only build."""
+import glob
+import os.path as osp
+import re
+
+import pytest
+import torch
+from mmengine.config import Config, ConfigDict
+from mmengine.registry import init_default_scope
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+CONFIGS = sorted(
+    osp.relpath(p, REPO)
+    for p in glob.glob(osp.join(REPO, 'configs', '**', '*.py'), recursive=True)
+    if not osp.basename(p).startswith('_'))
+# Build only (running them on CPU would take most of the test budget).
+LARGE = re.compile(r'medium|pvt-m_|pvtv2-b[345]|deit-base|swin-(small|base)|'
+                   r'swin-[sb]-')
+
+
+def _load(path):
+    return Config.fromfile(osp.join(REPO, path))
+
+
+def _no_pretrained(obj):
+    """Drop every Pretrained init (checkpoint paths do not exist here)."""
+    if isinstance(obj, dict):
+        init = obj.get('init_cfg')
+        if isinstance(init, dict) and ('checkpoint' in init
+                                       or init.get('type') == 'Pretrained'):
+            obj['init_cfg'] = None
+        for v in obj.values():
+            _no_pretrained(v)
+    elif isinstance(obj, (list, tuple)):
+        for v in obj:
+            _no_pretrained(v)
+    return obj
+
+
+def _build(cfg):
+    from mmengine.registry import MODELS
+    init_default_scope(cfg.default_scope)
+    model_cfg = _no_pretrained(ConfigDict(cfg.model.to_dict()))
+    btype = model_cfg.backbone.type
+    if btype.startswith('Cached') and MODELS.get(btype) is None:
+        pytest.skip(f'{btype} is not implemented yet')
+    if cfg.get('data_preprocessor') is not None:
+        model_cfg.setdefault('data_preprocessor', cfg.data_preprocessor)
+    model = MODELS.build(model_cfg)
+    model.init_weights()
+    return model
+
+
+def test_configs_found():
+    names = {osp.basename(p) for p in CONFIGS}
+    for must in ('cached-pvt-tiny_8xb128_in1k.py', 'pvt-tiny_8xb128_in1k.py',
+                 'mask-rcnn_cached-pvt-t_fpn_1x_coco.py',
+                 'retinanet_cached-pvt-t_fpn_1x_coco.py',
+                 'cached-vit_digits.py', 'cached-pvt_mask-rcnn_shapes.py'):
+        assert must in names
+
+
+@pytest.mark.parametrize('path', CONFIGS)
+def test_config_loads(path):
+    cfg = _load(path)
+    assert cfg.custom_imports == dict(
+        imports=['mmcached'], allow_failed_imports=False)
+    assert cfg.default_scope in ('mmdet', 'mmpretrain')
+    # Nothing that runs may download weights.
+    assert '://' not in str(cfg.model), 'a URL in the model config'
+    assert cfg.get('load_from') is None
+    if 'digits' not in path:
+        assert isinstance(cfg.get('data_root'), str)
+        assert cfg.train_dataloader.dataset.data_root == cfg.data_root
+    name = osp.basename(path)
+    backbone = cfg.model.backbone
+    # Uncached baselines may be a Cached* backbone with no cached stage.
+    has_grc = backbone.type.startswith('Cached') and \
+        backbone.get('cached_stages', None) != []
+    if name.startswith('cached-') or '_cached-' in name:
+        assert has_grc
+        twin = osp.join(osp.dirname(path), name.replace('cached-', ''))
+        assert twin in CONFIGS, f'no uncached twin {twin}'
+        if cfg.default_scope == 'mmdet' and 'shapes' not in name:
+            assert cfg.model.backbone.reset_cache is True
+            assert cfg.model.backbone.init_cfg.prefix == 'backbone.'
+    else:
+        assert not has_grc
+
+
+@pytest.mark.parametrize('name', ['digits', 'shapes'])
+def test_embedded_twins_differ_only_in_base(name):
+    paths = [p for p in CONFIGS if 'embedded' in p and name in p]
+    assert len(paths) == 2
+    bodies = []
+    for p in paths:
+        with open(osp.join(REPO, p)) as f:
+            text = f.read()
+        bodies.append(text[text.index('_base_'):].split('\n', 1)[1])
+    assert bodies[0] == bodies[1]
+
+
+CLS = [p for p in CONFIGS if 'in1k' in p or 'digits' in p]
+DET = [p for p in CONFIGS if p not in CLS]
+
+
+@pytest.mark.parametrize('path', CLS)
+def test_classifier(path):
+    from mmpretrain.structures import DataSample
+    cfg = _load(path)
+    model = _build(cfg)
+    if LARGE.search(path):
+        return
+    backbone = cfg.model.backbone
+    size = backbone.get('img_size', backbone.get('pretrain_img_size', 224))
+    num_classes = cfg.model.head.num_classes
+    torch.manual_seed(0)
+    data = dict(
+        inputs=[torch.randint(0, 256, (3, size, size), dtype=torch.uint8)],
+        data_samples=[DataSample().set_gt_label(1)])
+    model.eval()
+    with torch.no_grad():
+        out = model(**model.data_preprocessor(data, False), mode='predict')
+    assert out[0].pred_score.shape == (num_classes, )
+    assert torch.isfinite(out[0].pred_score).all()
+
+
+@pytest.mark.parametrize('path', DET)
+def test_detector(path):
+    from mmdet.testing import demo_mm_inputs
+    cfg = _load(path)
+    model = _build(cfg)
+    if LARGE.search(path):
+        return
+    head = cfg.model.get('bbox_head') or cfg.model.roi_head.bbox_head
+    with_mask = 'roi_head' in cfg.model and 'mask_head' in cfg.model.roi_head
+    torch.manual_seed(0)
+    packed = demo_mm_inputs(
+        2, [(3, 128, 128), (3, 96, 112)],
+        num_items=[3, 2],
+        num_classes=head.num_classes,
+        with_mask=with_mask)
+    model.train()
+    data = model.data_preprocessor(packed, True)
+    losses = model(**data, mode='loss')
+    total = sum(v.sum() if isinstance(v, torch.Tensor) else sum(v)
+                for k, v in losses.items() if 'loss' in k)
+    assert torch.isfinite(total)
+    total.backward()
+    model.eval()
+    with torch.no_grad():
+        data = model.data_preprocessor(packed, False)
+        out = model(**data, mode='predict')
+    assert len(out) == 2
+    assert 'bboxes' in out[0].pred_instances
+    if with_mask:
+        assert 'masks' in out[0].pred_instances

@@ -1,0 +1,88 @@
+"""Checks shared by the cached-backbone tests."""
+import torch
+from mmengine.runner import load_checkpoint, save_checkpoint
+
+from mmcached.models.layers import GatedRecurrentCache, GRCAttention
+
+
+def caches(model):
+    """name -> copy of every cache buffer."""
+    return {
+        n: m.memory.clone()
+        for n, m in model.named_modules()
+        if isinstance(m, GatedRecurrentCache)
+    }
+
+
+def num_grc(model):
+    return sum(isinstance(m, GRCAttention) for m in model.modules())
+
+
+def as_tuple(outs):
+    return outs if isinstance(outs, tuple) else (outs, )
+
+
+def check_base_keys(cached, base):
+    """Same keys and shapes as the uncached base, plus GRC keys only, and a
+    base state dict loads with only GRC keys missing."""
+    base_sd, cached_sd = base.state_dict(), cached.state_dict()
+    extra = set(cached_sd) - set(base_sd)
+    assert set(base_sd) <= set(cached_sd)
+    assert extra and all('.attn.grc.' in k for k in extra), sorted(extra)[:5]
+    for k, v in base_sd.items():
+        assert cached_sd[k].shape == v.shape, k
+    missing, unexpected = cached.load_state_dict(base_sd, strict=False)
+    assert not unexpected
+    assert set(missing) == extra
+
+
+def check_cache_train_eval(model, x):
+    model.train()
+    before = caches(model)
+    assert before and all(not v.any() for v in before.values())
+    model(x)
+    after = caches(model)
+    assert all(after[k].abs().sum() > 0 for k in after), 'cache not written'
+    model.eval()
+    with torch.no_grad():
+        model(x)
+    assert all(torch.equal(after[k], v) for k, v in caches(model).items())
+    return after
+
+
+def check_batch_independent(model, x):
+    """x: a batch of >= 2; sample 0 alone gives the same eval output."""
+    model.eval()
+    with torch.no_grad():
+        full = as_tuple(model(x))
+        alone = as_tuple(model(x[:1]))
+    for f, a in zip(full, alone):
+        torch.testing.assert_close(f[:1], a, rtol=1e-4, atol=1e-5)
+
+
+def check_round_trip(model, new_model, x, tmp_path):
+    """save / load_checkpoint(strict) keeps caches and eval outputs."""
+    model.train()
+    model(x)
+    model(x)
+    path = str(tmp_path / 'ckpt.pth')
+    save_checkpoint(model.state_dict(), path)
+    load_checkpoint(new_model, path, strict=True)
+    old, new = caches(model), caches(new_model)
+    assert old.keys() == new.keys()
+    assert all(torch.equal(old[k], new[k]) for k in old)
+    model.eval()
+    new_model.eval()
+    with torch.no_grad():
+        for a, b in zip(as_tuple(model(x)), as_tuple(new_model(x))):
+            torch.testing.assert_close(a, b)
+    return path
+
+
+def check_grads(model, x):
+    model.train()
+    outs = as_tuple(model(x))
+    sum(o.float().mean() for o in outs).backward()
+    for n, p in model.named_parameters():
+        if '.grc.' in n and p.requires_grad:
+            assert p.grad is not None, n

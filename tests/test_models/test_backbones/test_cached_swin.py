@@ -1,0 +1,158 @@
+import pytest
+import torch
+from mmdet.models.backbones import SwinTransformer
+
+from mmcached.models.backbones import CachedShiftWindowMSA, CachedSwin
+from mmcached.models.layers import GRCAttention
+from ._helpers import (caches, check_base_keys, check_batch_independent,
+                       check_cache_train_eval, check_grads, check_round_trip,
+                       num_grc)
+
+# channels 16, 32, 64, 128; heads 1, 2, 4, 8; a shifted block in stage 1
+TINY = dict(
+    embed_dims=16, depths=(2, 1, 1, 1), num_heads=(1, 2, 4, 8), mlp_ratio=2)
+
+
+@pytest.mark.parametrize('hw', [(224, 224), (33, 47), (112, 137)])
+def test_output_shapes(hw):
+    torch.manual_seed(0)
+    model, base = CachedSwin(**TINY), SwinTransformer(**TINY)
+    x = torch.randn(1, 3, *hw)
+    outs = model(x)
+    assert isinstance(outs, tuple) and len(outs) == 4
+    for out, ref in zip(outs, base(x)):
+        assert out.shape == ref.shape
+
+
+def test_keys_grids_and_selection():
+    model = CachedSwin(**TINY)
+    check_base_keys(model, SwinTransformer(**TINY))
+    attns = [m for m in model.modules() if isinstance(m, CachedShiftWindowMSA)]
+    assert len(attns) == 5 and attns[1].shift_size == 3
+    assert [a.grc.cache_grid for a in attns] == \
+        [(56, 56), (56, 56), (28, 28), (14, 14), (7, 7)]
+    assert [a.grc.sr_ratio for a in attns] == [8, 8, 4, 2, 1]
+    assert 'stages.0.blocks.1.attn.grc.cache.memory' in model.state_dict()
+    model = CachedSwin(**TINY, cached_stages=[2, 3], cache_sr_ratios=(1, ) * 4)
+    assert num_grc(model) == 2
+    model = CachedSwin(**TINY, cached_layers=[-1, 1])
+    names = [
+        n for n, m in model.named_modules() if isinstance(m, GRCAttention)
+    ]
+    assert names == [
+        'stages.0.blocks.1.attn.grc', 'stages.3.blocks.0.attn.grc'
+    ]
+
+
+def test_out_indices_and_frozen_stages():
+    model = CachedSwin(**TINY, out_indices=(0, 2), frozen_stages=1)
+    outs = model(torch.randn(1, 3, 64, 64))
+    assert [o.shape[1] for o in outs] == [16, 64]
+    model.train()
+    for p in model.patch_embed.parameters():
+        assert not p.requires_grad
+    for n, p in model.stages[0].named_parameters():
+        assert not p.requires_grad, n
+    assert model.stages[0].training is False
+    assert all(p.requires_grad for p in model.stages[1].parameters())
+    # the frozen stage's caches stay, the others learn
+    before = caches(model)
+    model(torch.randn(2, 3, 64, 64))
+    after = caches(model)
+    for k in before:
+        assert torch.equal(before[k], after[k]) == k.startswith('stages.0.')
+
+
+def test_cache_train_eval_batch_and_cp():
+    torch.manual_seed(0)
+    model = CachedSwin(**TINY)
+    model.init_weights()
+    x = torch.randn(2, 3, 64, 72)
+    check_cache_train_eval(model, x)
+    check_batch_independent(model, x)
+    check_grads(model, x)
+    with pytest.warns(UserWarning, match='with_cp'):
+        cp = CachedSwin(**TINY, with_cp=True)
+    cp.load_state_dict(model.state_dict())
+    cp.eval()
+    model.eval()
+    x.requires_grad_(True)
+    torch.testing.assert_close(cp(x), model(x))
+
+
+def test_state_dict_round_trip(tmp_path):
+    torch.manual_seed(0)
+    model = CachedSwin(**TINY)
+    model.init_weights()
+    check_round_trip(model, CachedSwin(**TINY), torch.randn(2, 3, 64, 64),
+                     tmp_path)
+
+
+@pytest.mark.parametrize('reset', [True, False])
+def test_reset_cache_after_pretrained(reset, tmp_path):
+    torch.manual_seed(0)
+    src = CachedSwin(**TINY)
+    src.init_weights()
+    src.train()
+    src(torch.randn(2, 3, 64, 64))
+    path = str(tmp_path / 'pretrained.pth')
+    # mmdet's Swin Pretrained init keeps only ``backbone.`` keys
+    torch.save(
+        dict(state_dict={'backbone.' + k: v
+                         for k, v in src.state_dict().items()}), path)
+    model = CachedSwin(
+        **TINY,
+        reset_cache=reset,
+        init_cfg=dict(type='Pretrained', checkpoint=path))
+    model.init_weights()
+    got, want = caches(model), caches(src)
+    assert all(
+        (not got[k].any()) if reset else torch.equal(got[k], want[k])
+        for k in want)
+    sd = model.state_dict()
+    assert all(
+        torch.equal(sd[k], v) for k, v in src.state_dict().items()
+        if not k.endswith('memory'))
+
+
+@pytest.mark.parametrize('kwargs,match', [
+    (dict(cached_stages=[5]), 'cached_stages'),
+    (dict(cache_sr_ratios=(8, 4)), 'cache_sr_ratios'),
+    (dict(cache_sr_ratios=(8, 4, 2, 0)), 'cache_sr_ratios'),
+    (dict(cache_lens=[49, None, None, None]), r'\(h, w\) grid'),
+    (dict(cache_ratio=-1), 'cache_ratio'),
+    (dict(grc_mode=None), 'grc_mode'),
+    (dict(arch='giant'), 'arch'),
+])
+def test_bad_args(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        CachedSwin(**dict(TINY, **kwargs))
+
+
+def test_arch():
+    assert CachedSwin.arch_zoo['base']['num_heads'] == [4, 8, 16, 32]
+    model = CachedSwin(arch='tiny', depths=(1, 1, 1, 1), out_indices=(3, ))
+    assert model.num_features[3] == 768 and num_grc(model) == 4
+
+
+def test_in_image_classifier():
+    """mmpretrain classifier: GAP neck over the tuple of NCHW outputs."""
+    from mmengine.registry import init_default_scope
+    from mmpretrain.registry import MODELS
+    init_default_scope('mmpretrain')
+    model = MODELS.build(
+        dict(
+            type='ImageClassifier',
+            backbone=dict(type='CachedSwin', **TINY, out_indices=(3, )),
+            neck=dict(type='GlobalAveragePooling'),
+            head=dict(type='LinearClsHead', num_classes=5, in_channels=128)))
+    model.init_weights()
+    assert model(torch.randn(2, 3, 64, 64), mode='tensor').shape == (2, 5)
+
+
+def test_build_from_mmdet_scope():
+    from mmdet.registry import MODELS
+    from mmengine.registry import init_default_scope
+    init_default_scope('mmdet')
+    assert isinstance(MODELS.build(dict(type='CachedSwin', **TINY)),
+                      CachedSwin)

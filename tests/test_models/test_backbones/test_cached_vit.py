@@ -1,0 +1,153 @@
+import pytest
+import torch
+from mmpretrain.models.backbones import VisionTransformer
+
+from mmcached.models.backbones import CachedMultiheadAttention, CachedViT
+from mmcached.models.layers import GRCAttention
+from ._helpers import (caches, check_base_keys, check_batch_independent,
+                       check_cache_train_eval, check_grads, check_round_trip,
+                       num_grc)
+
+ARCH = dict(embed_dims=32, num_layers=3, num_heads=2, feedforward_channels=64)
+TINY = dict(arch=ARCH, img_size=64, patch_size=16)
+
+
+@pytest.mark.parametrize('hw', [(224, 224), (33, 47), (112, 137)])
+@pytest.mark.parametrize('out_type', ['cls_token', 'featmap'])
+def test_output_shapes(hw, out_type):
+    torch.manual_seed(0)
+    model = CachedViT(**TINY, out_type=out_type, out_indices=[0, -1])
+    base = VisionTransformer(**TINY, out_type=out_type, out_indices=[0, -1])
+    x = torch.randn(1, 3, *hw)
+    outs = model(x)
+    assert isinstance(outs, tuple) and len(outs) == 2
+    for out, ref in zip(outs, base(x)):
+        assert out.shape == ref.shape
+    attn = model.layers[0].attn
+    # the layers saw the (possibly non-square) patch grid of this input
+    assert attn.hw_shape == tuple(-(-s // 16) for s in hw)
+
+
+def test_keys_and_cache_len():
+    model = CachedViT(**TINY)
+    check_base_keys(model, VisionTransformer(**TINY))
+    assert num_grc(model) == 3
+    attn = model.layers[1].attn
+    assert isinstance(attn, CachedMultiheadAttention)
+    assert attn.grc.cache_len == 4 * 4 + 1 and attn.grc.num_extra_tokens == 1
+    assert 'layers.1.attn.grc.cache.memory' in model.state_dict()
+    # DeiT-S default: 197 tokens at 224 / 16
+    model = CachedViT(
+        arch='deit-small', cached_layers=[0], init_cfg=None)
+    assert model.embed_dims == 384 and num_grc(model) == 1
+    assert model.layers[0].attn.grc.cache_len == 197
+    # no class token: patches only
+    model = CachedViT(**TINY, with_cls_token=False, out_type='featmap')
+    assert model.layers[0].attn.grc.cache_len == 16
+    assert model(torch.randn(1, 3, 48, 80))[0].shape == (1, 32, 3, 5)
+
+
+def test_selection_and_options():
+    model = CachedViT(**TINY, cached_layers=[0, -1], cache_lens=50,
+                      grc_mode='paper', cache_ratio=1.0)
+    grcs = [n for n, m in model.named_modules() if isinstance(m, GRCAttention)]
+    assert grcs == ['layers.0.attn.grc', 'layers.2.attn.grc']
+    assert model.layers[0].attn.grc.cache_len == 50
+    assert model.layers[0].attn.grc.mode == 'paper'
+    assert num_grc(CachedViT(**TINY, cached_stages=[])) == 0
+
+
+def test_frozen_stages():
+    model = CachedViT(**TINY, frozen_stages=1)
+    model.train()
+    assert all(not p.requires_grad for p in model.layers[0].parameters())
+    assert not model.layers[0].training
+    assert all(p.requires_grad for p in model.layers[1].parameters())
+    before = caches(model)
+    model(torch.randn(2, 3, 64, 64))
+    after = caches(model)
+    for k in before:
+        assert torch.equal(before[k], after[k]) == k.startswith('layers.0.')
+
+
+def test_cache_train_eval_and_batch():
+    torch.manual_seed(0)
+    model = CachedViT(**TINY, drop_path_rate=0.1)
+    model.init_weights()
+    x = torch.randn(2, 3, 64, 80)
+    check_cache_train_eval(model, x)
+    check_batch_independent(model, x)
+    check_grads(model, x)
+
+
+def test_state_dict_round_trip(tmp_path):
+    torch.manual_seed(0)
+    model = CachedViT(**TINY)
+    model.init_weights()
+    check_round_trip(model, CachedViT(**TINY), torch.randn(2, 3, 64, 64),
+                     tmp_path)
+
+
+@pytest.mark.parametrize('reset', [True, False])
+def test_reset_cache_after_pretrained(reset, tmp_path):
+    torch.manual_seed(0)
+    src = CachedViT(**TINY)
+    src.init_weights()
+    src.train()
+    src(torch.randn(2, 3, 64, 64))
+    path = str(tmp_path / 'pretrained.pth')
+    torch.save(dict(state_dict=src.state_dict()), path)
+    model = CachedViT(
+        **TINY,
+        reset_cache=reset,
+        init_cfg=dict(type='Pretrained', checkpoint=path))
+    model.init_weights()
+    got, want = caches(model), caches(src)
+    assert all(
+        (not got[k].any()) if reset else torch.equal(got[k], want[k])
+        for k in want)
+    sd = model.state_dict()
+    assert all(
+        torch.equal(sd[k], v) for k, v in src.state_dict().items()
+        if not k.endswith('memory'))
+
+
+@pytest.mark.parametrize('kwargs,match', [
+    (dict(cached_stages=[1]), 'cached_stages'),
+    (dict(cached_layers=[3]), 'cached_layers'),
+    (dict(cache_lens=[10, 10]), 'cache_lens'),
+    (dict(cache_lens=0), r'cache_lens\[0\]'),
+    (dict(cache_ratio=0.1), 'multiple of num_heads'),
+    (dict(grc_mode='Released'), 'grc_mode'),
+])
+def test_bad_args(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        CachedViT(**dict(TINY, **kwargs))
+
+
+@pytest.mark.parametrize('scope', ['mmpretrain', 'mmdet'])
+def test_build_from_registry(scope):
+    from mmengine.registry import init_default_scope
+    init_default_scope(scope)
+    if scope == 'mmdet':
+        from mmdet.registry import MODELS
+    else:
+        from mmpretrain.registry import MODELS
+    model = MODELS.build(dict(type='CachedViT', **TINY))
+    assert isinstance(model, CachedViT)
+
+
+def test_in_image_classifier():
+    from mmengine.registry import init_default_scope
+    from mmpretrain.registry import MODELS
+    init_default_scope('mmpretrain')
+    model = MODELS.build(
+        dict(
+            type='ImageClassifier',
+            backbone=dict(type='CachedViT', **TINY),
+            neck=None,
+            head=dict(
+                type='VisionTransformerClsHead', num_classes=5,
+                in_channels=32)))
+    model.init_weights()
+    assert model(torch.randn(2, 3, 64, 48), mode='tensor').shape == (2, 5)

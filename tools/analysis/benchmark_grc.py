@@ -1,0 +1,312 @@
+"""Forward+backward time and memory of GRC attention, with and without the
+cache, ours against the authors' released module.
+
+Two benchmarks, each measured in one run (variants interleaved round by
+round, so drift of a shared machine hits them alike), as ratios:
+
+- ``layer``: one PVT stage-1-like attention layer (D=64, 1 head, sr 8, the
+  token grid of stage 1 at ``--img-size``): uncached host attention; host +
+  our GRC in each mode; with ``--reference``, the released
+  ``GRC_Self_Attention`` around its PVT ``Attention``, that host alone, and
+  our GRC on that same host (same math as the released module).
+- ``model``: PVT-Tiny training step, mmdet's ``PyramidVisionTransformer``
+  against mmcached's ``CachedPVT`` (registry) in each mode.
+
+Memory: on CUDA the peak allocated during the step; on CPU, where torch keeps
+no allocator statistics, the bytes of tensors autograd saves for backward
+(the activation memory of training).
+
+Example::
+
+    python tools/analysis/benchmark_grc.py --reference /path/to/GRC-Cache \
+        --batch-size 8 --img-size 224 --iters 10 --warmup 3
+"""
+import argparse
+import os.path as osp
+import statistics
+import sys
+import time
+from collections import OrderedDict
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+
+from mmcached.models.layers.grc_attention import GRCAttention  # noqa: E402
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--reference', help='released GRC-Cache repo (root, '
+                        'core/ or bare git dir); adds the released module')
+    parser.add_argument('--device', default='cpu',
+                        help="'cpu', 'cuda' or 'auto' (cuda when available)")
+    parser.add_argument('--batch-size', type=int, default=8)
+    parser.add_argument('--img-size', type=int, default=224)
+    parser.add_argument('--iters', type=int, default=10)
+    parser.add_argument('--warmup', type=int, default=3)
+    parser.add_argument('--model-batch-size', type=int, default=None,
+                        help='batch of the PVT-Tiny benchmark (default: '
+                        '--batch-size)')
+    parser.add_argument('--skip', nargs='*', default=[],
+                        choices=['layer', 'model'])
+    parser.add_argument('--threads', type=int, default=None)
+    return parser.parse_args()
+
+
+class SRAttention(nn.Module):
+    """PVT's spatial-reduction attention (SDPA); returns the output after
+    its projection, i.e. ``o_self`` for GRC. x: (B, N, D) on ``hw``."""
+
+    def __init__(self, dim, heads, sr_ratio, qkv_bias=True):
+        super().__init__()
+        self.heads, self.sr_ratio = heads, sr_ratio
+        self.q = nn.Linear(dim, dim, bias=qkv_bias)
+        self.kv = nn.Linear(dim, 2 * dim, bias=qkv_bias)
+        self.proj = nn.Linear(dim, dim)
+        if sr_ratio > 1:
+            self.sr = nn.Conv2d(dim, dim, sr_ratio, stride=sr_ratio)
+            self.norm = nn.LayerNorm(dim)
+
+    def forward(self, x, hw):
+        B, N, D = x.shape
+        h = self.heads
+        q = self.q(x).view(B, N, h, -1).transpose(1, 2)
+        kv_in = x
+        if self.sr_ratio > 1:
+            kv_in = self.sr(x.transpose(1, 2).reshape(B, D, *hw))
+            kv_in = self.norm(kv_in.flatten(2).transpose(1, 2))
+        k, v = self.kv(kv_in).view(B, -1, 2, h, D // h).permute(2, 0, 3, 1, 4)
+        o = F.scaled_dot_product_attention(q, k, v)
+        return self.proj(o.transpose(1, 2).reshape(B, N, D))
+
+
+class HostOnly(nn.Module):
+
+    def __init__(self, host, released_host=False):
+        super().__init__()
+        self.host, self.released_host = host, released_host
+
+    def forward(self, x, hw):
+        if self.released_host:
+            return self.host(x, kv=x, H=hw[0], W=hw[1])
+        return self.host(x, hw)
+
+
+class HostWithGRC(HostOnly):
+
+    def __init__(self, host, grc, released_host=False):
+        super().__init__(host, released_host)
+        self.grc = grc
+
+    def forward(self, x, hw):
+        return self.grc(x, super().forward(x, hw), hw)
+
+
+class Released(nn.Module):
+
+    def __init__(self, module):
+        super().__init__()
+        self.module = module
+
+    def forward(self, x, hw):
+        return self.module(x, H=hw[0], W=hw[1])
+
+
+def _saved_bytes(step) -> int:
+    """Bytes of distinct storages autograd saves during ``step()``."""
+    seen = {}
+
+    def pack(t):
+        try:
+            s = t.untyped_storage()
+            seen[s.data_ptr()] = s.nbytes()
+        except RuntimeError:
+            pass
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        step()
+    return sum(seen.values())
+
+
+def _sync(device):
+    if device.type == 'cuda':
+        torch.cuda.synchronize()
+
+
+def measure(variants, make_step, device, iters, warmup):
+    """Median seconds per step and memory (bytes) per variant."""
+    steps = OrderedDict((k, make_step(m)) for k, m in variants.items())
+    mem = OrderedDict()
+    for name, step in steps.items():
+        for _ in range(warmup):
+            step()
+        _sync(device)
+        if device.type == 'cuda':
+            torch.cuda.empty_cache()
+            base = torch.cuda.memory_allocated()
+            torch.cuda.reset_peak_memory_stats()
+            step()
+            _sync(device)
+            mem[name] = torch.cuda.max_memory_allocated() - base
+        else:
+            mem[name] = _saved_bytes(step)
+    times = {k: [] for k in steps}
+    for _ in range(iters):
+        for name, step in steps.items():
+            _sync(device)
+            t0 = time.perf_counter()
+            step()
+            _sync(device)
+            times[name].append(time.perf_counter() - t0)
+    return OrderedDict(
+        (k, (statistics.median(times[k]), mem[k])) for k in steps)
+
+
+def report(title, results, baseline, batch, extra_ratios=()):
+    mem_kind = 'peak MiB' if _DEVICE.type == 'cuda' else \
+        'saved-for-backward MiB'
+    t0, m0 = results[baseline]
+    print(f'\n### {title}\n')
+    print(f'| variant | ms / step | img/s | time vs {baseline} | '
+          f'{mem_kind} | mem vs {baseline} |')
+    print('|---|---|---|---|---|---|')
+    for name, (t, m) in results.items():
+        print(f'| {name} | {t * 1e3:.1f} | {batch / t:.1f} | {t / t0:.3f} | '
+              f'{m / 2**20:.1f} | {m / max(m0, 1):.3f} |')
+    for text, num, den in extra_ratios:
+        if num in results and den in results:
+            print(f'- {text}: {results[den][0] / results[num][0]:.2f}x')
+
+
+def layer_benchmark(args, device):
+    side = args.img_size // 4
+    hw, n, dim, heads, sr = (side, side), side * side, 64, 1, 8
+    B = args.batch_size
+    print(f'\nlayer: B={B} N={n} ({side}x{side}) D={dim} heads={heads} '
+          f'sr={sr}, cache_len={n} on its grid')
+
+    def grc(mode):
+        return GRCAttention(dim, heads, cache_len=hw, mode=mode,
+                            sr_ratio=sr)
+
+    variants = OrderedDict()
+    variants['uncached'] = HostOnly(SRAttention(dim, heads, sr))
+    variants['ours released'] = HostWithGRC(SRAttention(dim, heads, sr),
+                                            grc('released'))
+    variants['ours paper'] = HostWithGRC(SRAttention(dim, heads, sr),
+                                         grc('paper'))
+    if args.reference:
+        from released_loader import load_released
+        grc_mod, pvt_mod = load_released(args.reference)
+        kw = dict(num_heads=heads, qkv_bias=True, sr_ratio=sr)
+        variants['released host only'] = HostOnly(
+            pvt_mod.Attention(dim, **kw), released_host=True)
+        variants['released'] = Released(grc_mod.GRC_Self_Attention(
+            dim, attention_func=pvt_mod.Attention, cache_ratio=0.5,
+            cls_dim=0, **kw))
+        variants['ours released, released host'] = HostWithGRC(
+            pvt_mod.Attention(dim, **kw), grc('released'),
+            released_host=True)
+    for m in variants.values():
+        m.to(device).train()
+    x = torch.randn(B, n, dim, device=device)
+
+    def make_step(m):
+
+        def step():
+            xi = x.clone().requires_grad_(True)
+            m(xi, hw).sum().backward()
+            m.zero_grad(set_to_none=True)
+
+        return step
+
+    res = measure(variants, make_step, device, args.iters, args.warmup)
+    extra = [
+        ('ours released vs released (whole layer)', 'ours released',
+         'released'),
+        ('ours vs released on the same (released) host',
+         'ours released, released host', 'released'),
+    ]
+    report('one layer, forward + backward', res, 'uncached', B, extra)
+    if 'released' in res:
+        host = res['released host only'][0]
+        r_over = res['released'][0] - host
+        o_over = res['ours released, released host'][0] - host
+        print(f'- GRC part alone (layer minus its host): released '
+              f'{r_over * 1e3:.1f} ms, ours {o_over * 1e3:.1f} ms, '
+              f'{r_over / max(o_over, 1e-9):.2f}x')
+
+
+def model_benchmark(args, device):
+    from mmengine.registry import init_default_scope
+
+    import mmcached  # noqa: F401  registers CachedPVT
+    from mmcached.registry import MODELS
+    init_default_scope('mmdet')
+    B = args.model_batch_size or args.batch_size
+    tiny = dict(embed_dims=64, num_heads=[1, 2, 5, 8],
+                num_layers=[2, 2, 2, 2], pretrain_img_size=args.img_size,
+                init_cfg=None)
+    variants = OrderedDict()
+    variants['PVT-Tiny'] = MODELS.build(
+        dict(type='mmdet.PyramidVisionTransformer', **tiny))
+    try:
+        for mode in ('released', 'paper'):
+            variants[f'CachedPVT-Tiny {mode}'] = MODELS.build(
+                dict(type='mmcached.CachedPVT', arch='tiny',
+                     pretrain_img_size=args.img_size, grc_mode=mode,
+                     init_cfg=None))
+    except KeyError as e:
+        print(f'\n(CachedPVT not available: {e}; baseline only)')
+    print(f'\nmodel: PVT-Tiny, B={B}, {args.img_size}px, training step')
+    for m in variants.values():
+        m.to(device).train()
+    x = torch.randn(B, 3, args.img_size, args.img_size, device=device)
+
+    def make_step(m):
+
+        def step():
+            outs = m(x)
+            sum(o.float().mean() for o in outs).backward()
+            m.zero_grad(set_to_none=True)
+
+        return step
+
+    res = measure(variants, make_step, device, args.iters, args.warmup)
+    report('PVT-Tiny training step (forward + backward)', res, 'PVT-Tiny', B)
+    base = res['PVT-Tiny'][0]
+    for name, (t, _) in res.items():
+        if name != 'PVT-Tiny':
+            print(f'- {name} / PVT-Tiny training throughput: {base / t:.3f} '
+                  '(target >= 0.85; paper 0.82 on V100)')
+
+
+_DEVICE = torch.device('cpu')
+
+
+def main():
+    global _DEVICE
+    args = parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    dev = args.device
+    if dev == 'auto':
+        dev = 'cuda' if torch.cuda.is_available() else 'cpu'
+    _DEVICE = device = torch.device(dev)
+    name = torch.cuda.get_device_name(device) if device.type == 'cuda' \
+        else f'CPU, {torch.get_num_threads()} threads'
+    print(f'torch {torch.__version__}, device: {name}, iters {args.iters}, '
+          f'warmup {args.warmup} (median ms)')
+    torch.manual_seed(0)
+    if 'layer' not in args.skip:
+        layer_benchmark(args, device)
+    if 'model' not in args.skip:
+        model_benchmark(args, device)
+
+
+if __name__ == '__main__':
+    main()

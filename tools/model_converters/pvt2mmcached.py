@@ -1,0 +1,56 @@
+"""Convert an official PVT / PVTv2 checkpoint (whai362/PVT keys such as
+``block1.0.attn.q.weight``) to the keys of mmdet's PVT backbones, which
+CachedPVT / CachedPVTv2 share (the GRC keys are absent: a cached model
+initialised from the result starts its GRC layers from scratch).
+
+    python tools/model_converters/pvt2mmcached.py pvt_tiny.pth out.pth
+
+The result is a backbone state dict without prefix, as the Pretrained
+``init_cfg`` of mmdet's PVT loads it (``--prefix backbone.`` for a whole
+model's ``load_from``). The classification head, final norm and class token
+of PVT v1 are dropped (mmdet's ``pvt_convert``).
+"""
+import argparse
+import os
+import os.path as osp
+from collections import OrderedDict
+
+import torch
+
+
+def convert_pvt(state_dict: dict, prefix: str = '') -> OrderedDict:
+    """Official PVT / PVTv2 keys -> mmdet / mmcached PVT keys."""
+    from mmdet.models.backbones.pvt import pvt_convert
+    if not any(k.startswith(('block1.', 'patch_embed1.')) for k in state_dict):
+        raise ValueError('not an official PVT / PVTv2 checkpoint: no '
+                         '"block1." or "patch_embed1." keys')
+    return OrderedDict(
+        (prefix + k, v) for k, v in pvt_convert(state_dict).items())
+
+
+def load_state_dict(path: str) -> dict:
+    ckpt = torch.load(path, map_location='cpu', weights_only=False)
+    for key in ('state_dict', 'model'):
+        if isinstance(ckpt, dict) and key in ckpt:
+            return ckpt[key]
+    return ckpt
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        description='Convert official PVT / PVTv2 weights to mmcached '
+        '(mmdet) PVT keys.')
+    parser.add_argument('src', help='official checkpoint (.pth)')
+    parser.add_argument('dst', help='where to save the converted one')
+    parser.add_argument(
+        '--prefix', default='', help='prefix for every key, e.g. backbone.')
+    args = parser.parse_args(argv)
+    state_dict = convert_pvt(load_state_dict(args.src), args.prefix)
+    if osp.dirname(args.dst):
+        os.makedirs(osp.dirname(args.dst), exist_ok=True)
+    torch.save(dict(state_dict=state_dict), args.dst)
+    print(f'saved {len(state_dict)} tensors to {args.dst}')
+
+
+if __name__ == '__main__':
+    main()
