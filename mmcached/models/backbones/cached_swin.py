@@ -77,7 +77,7 @@ class CachedSwin(SwinTransformer):
             False.
         grc_cfg (dict, optional): Extra arguments of ``GRCAttention``.
         **kwargs: Arguments of mmdet's ``SwinTransformer`` (``out_indices``,
-            ``frozen_stages``, ``with_cp`` (see the warning it raises),
+            ``frozen_stages``, ``with_cp``,
             ``drop_path_rate``,
             ``convert_weights``, ``init_cfg`` ...). Note that its Pretrained
             init only loads keys prefixed ``backbone.`` (as
@@ -125,14 +125,6 @@ class CachedSwin(SwinTransformer):
                 check_sr_grid(name, i, lens[i], sr)
 
         super().__init__(**kwargs)
-        if args['with_cp'] and any(selected):
-            # Checkpointing reruns a block's forward during backward: the
-            # rerun sees the cache the first run already updated and updates
-            # it again, so caches and GRC gradients differ from a run
-            # without checkpointing.
-            warnings.warn(f'{name}: with_cp=True re-runs GRC layers in '
-                          'backward; their caches are then updated twice per '
-                          'training step')
         self.reset_cache = reset_cache
         self.cache_ratio = cache_ratio
         self.grc_mode = grc_mode

@@ -32,6 +32,12 @@ def _is_distributed() -> bool:
         dist.get_world_size() > 1
 
 
+def _in_backward() -> bool:
+    """True while autograd runs a backward pass (e.g. a checkpoint re-run)."""
+    task_id = getattr(torch._C, '_current_graph_task_id', None)
+    return task_id is not None and task_id() != -1
+
+
 def resize_tokens(x: torch.Tensor, length: int) -> torch.Tensor:
     """Nearest-resize tokens (B, N, C) -> (B, length, C), as the released
     module does; a no-op when N == length."""
@@ -167,6 +173,7 @@ class GatedRecurrentCache(BaseModule):
         self.candidate_norm = build_norm_layer(norm_cfg, d)[1] \
             if mode == 'released' else nn.Identity()
         self.register_buffer('memory', torch.zeros(1, self.cache_len, d))
+        self._pre_update = None  # the cache before the last training update
 
     def reset(self) -> None:
         """Empty the cache (zeros), e.g. before fine-tuning on a new task."""
@@ -186,9 +193,15 @@ class GatedRecurrentCache(BaseModule):
             raise ValueError(
                 f'summary must be (B, {self.cache_len}, {self.cache_dims}), '
                 f'got {tuple(summary.shape)}')
-        # A copy: autograd saves it, and _write updates the buffer in place
-        # afterwards (in place keeps DDP's references to the buffer valid).
-        mem = self.memory.to(summary.dtype, copy=True)
+        recompute = self.training and _in_backward()
+        if recompute and self._pre_update is not None:
+            # Activation checkpointing re-runs this forward inside backward:
+            # it must see the cache the first run saw, and not update it again.
+            mem = self._pre_update.to(summary.dtype)
+        else:
+            # A copy: autograd saves it, and _write updates the buffer in
+            # place afterwards (in place keeps DDP's references valid).
+            mem = self.memory.to(summary.dtype, copy=True)
         # The cache is shared by the batch: its half of the gate matmul is
         # computed once, not B times as a concatenated input would.
         w_mem, w_sum = self._split(self.gates.weight)
@@ -201,7 +214,8 @@ class GatedRecurrentCache(BaseModule):
         if self.mode == 'released':
             cand = self.candidate_norm(F.gelu(cand))
         new = mem + g_update * (cand.to(mem.dtype) - mem)
-        if self.training:
+        if self.training and not recompute:
+            self._pre_update = mem
             self._write(new)
         return new
 

@@ -71,13 +71,35 @@ def test_cache_train_eval_batch_and_cp():
     check_cache_train_eval(model, x)
     check_batch_independent(model, x)
     check_grads(model, x)
-    with pytest.warns(UserWarning, match='with_cp'):
-        cp = CachedSwin(**TINY, with_cp=True)
+    cp = CachedSwin(**TINY, with_cp=True)
     cp.load_state_dict(model.state_dict())
     cp.eval()
     model.eval()
     x.requires_grad_(True)
     torch.testing.assert_close(cp(x), model(x))
+
+
+def test_with_cp_training_matches_plain():
+    """Checkpointing re-runs GRC layers in backward: caches must be updated
+    once per step and gradients must equal those of a plain run."""
+    torch.manual_seed(0)
+    plain = CachedSwin(**TINY, drop_path_rate=0.)  # no randomness to differ
+    plain.init_weights()
+    cp = CachedSwin(**TINY, drop_path_rate=0., with_cp=True)
+    cp.load_state_dict(plain.state_dict())
+    plain.train()
+    cp.train()
+    x = torch.randn(2, 3, 64, 64, requires_grad=True)
+    for model in (plain, cp):
+        for _ in range(2):  # the second step reads the first one's cache
+            model.zero_grad()
+            sum(o.square().mean() for o in model(x)).backward()
+    for (name, a), b in zip(plain.named_buffers(), cp.buffers()):
+        if 'cache.memory' in name:
+            torch.testing.assert_close(a, b, msg=name)
+    for (name, p), q in zip(plain.named_parameters(), cp.parameters()):
+        if p.grad is not None:
+            torch.testing.assert_close(p.grad, q.grad, msg=name)
 
 
 def test_state_dict_round_trip(tmp_path):

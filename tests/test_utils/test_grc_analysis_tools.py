@@ -1,0 +1,44 @@
+"""Smoke tests of the GRC analysis tools at toy sizes (the figures they
+print are measured by hand; here they only have to run end to end)."""
+import os
+import os.path as osp
+import subprocess
+import sys
+
+import pytest
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+TOOLS = osp.join(REPO, 'tools', 'analysis')
+# The released code is never in this repository; tests that need it look
+# for a copy named by the environment.
+REFERENCE = os.environ.get('MMCACHED_GRC_REFERENCE',
+                           '/work/.mirror/annosubmission+GRC-Cache/repo')
+
+
+def _run(script, *args, timeout=300):
+    proc = subprocess.run(
+        [sys.executable, osp.join(TOOLS, script), *args], cwd=REPO,
+        capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout
+
+
+def test_benchmark_tiny():
+    out = _run('benchmark_grc.py', '--img-size', '64', '--batch-size', '1',
+               '--iters', '1', '--warmup', '0')
+    assert '| ours released |' in out and '| CachedPVT-Tiny released |' in out
+    assert 'training throughput' in out
+
+
+def test_complexity_table_tiny():
+    out = _run('grc_complexity_table.py', '--models', 'PVT-Tiny',
+               '--img-size', '64')
+    rows = [line for line in out.splitlines() if line.startswith('| PVT')]
+    assert len(rows) == 3 and 'error' not in out
+
+
+@pytest.mark.skipif(not osp.exists(REFERENCE),
+                    reason='released GRC code not available')
+def test_compare_released():
+    out = _run('compare_released.py', '--reference', REFERENCE)
+    assert out.rstrip().endswith('OK')
