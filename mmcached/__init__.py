@@ -10,6 +10,7 @@ from .version import __version__
 apply_compat()
 
 from . import datasets, models  # noqa: E402,F401 - registers the modules
+from .utils import flops  # noqa: E402,F401 - FLOP counting of SDPA
 from .registry import MODELS  # noqa: E402
 
 # Every model class of ours, for checks and docs.

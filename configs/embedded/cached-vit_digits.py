@@ -3,8 +3,8 @@
 _base_ = '../deit/cached-deit-tiny_4xb256_in1k.py'
 
 # Small enough for 2 CPU cores: sklearn's 8x8 digits upsampled to 32x32, a
-# 4-layer ViT with 64 channels and 4x4 patches (64 tokens + class token),
-# 40 epochs. Only data, image scale, schedule and model size differ from the
+# 4-layer ViT with 64 channels and 8x8 patches (each 2x2 pixels of the
+# original: 16 tokens + class token), 40 epochs. Only data, image scale, schedule and model size differ from the
 # ImageNet config; the cached and uncached twins differ only in `_base_`.
 # The data is built in memory from scikit-learn (nothing to download).
 
@@ -20,7 +20,7 @@ model = dict(
             num_heads=4,
             feedforward_channels=128),
         img_size=img_size,
-        patch_size=4,
+        patch_size=8,
         drop_path_rate=0.0,
         init_cfg=None),
     head=dict(num_classes=10, in_channels=64),

@@ -24,8 +24,8 @@ def _run(script, *args, timeout=300):
 
 
 def test_benchmark_tiny():
-    out = _run('benchmark_grc.py', '--img-size', '64', '--batch-size', '1',
-               '--iters', '1', '--warmup', '0')
+    out = _run('benchmark_grc.py', '--img-size', '32', '--batch-size', '1',
+               '--iters', '1', '--warmup', '0', '--threads', '1')
     assert '| ours released |' in out and '| CachedPVT-Tiny released |' in out
     assert 'training throughput' in out
 

@@ -52,29 +52,29 @@ def _pair_conv_tokens(conv: nn.Conv2d, tokens: torch.Tensor,
     """``conv`` over tokens (B, h*w, C) on their grid, for a conv whose
     groups hold 2 input and 2 output channels; returns (B, h*w, C).
 
-    Computed as four depthwise convs (even / odd input channel to even / odd
-    output channel): oneDNN's CPU kernels for 2-channel groups are slow,
-    its depthwise ones fast (about 2x less time for forward + backward at
-    PVT stage-1 size). Same sums, same result up to rounding.
+    Output channel o reads its own channel o and its pair mate o ^ 1, so the
+    conv is two depthwise convs: one over the tokens, one over the tokens
+    with the channels of each pair swapped. oneDNN's CPU kernels for
+    2-channel groups are slow, its depthwise ones fast, and both inputs stay
+    channels-last views of the tokens (no transposing copies). Same sums,
+    same result up to rounding.
     """
-    B = tokens.shape[0]
+    B, _, C = tokens.shape
+    weight = conv.weight  # (C, 2, kh, kw): [o, i] reads channel 2 * (o // 2) + i
+    rows = torch.arange(C, device=weight.device)
+    own = rows % 2
+    w_own = weight[rows, own].unsqueeze(1)
+    w_mate = weight[rows, 1 - own].unsqueeze(1)
+    mates = tokens.unflatten(-1, (-1, 2)).flip(-1).flatten(-2)
 
     def grid(t):
-        return t.transpose(1, 2).reshape(B, -1, *hw_shape)
+        return t.transpose(1, 2).reshape(B, C, *hw_shape)
 
-    # unbind, not two strided slices: its backward is one stack, where
-    # slices would each zero-fill a full-size gradient
-    even, odd = map(grid, tokens.unflatten(-1, (-1, 2)).unbind(-1))
-    weight, bias = conv.weight, conv.bias
     kw = dict(stride=conv.stride, padding=conv.padding,
-              dilation=conv.dilation, groups=conv.groups)
-    outs = []
-    for p in (0, 1):  # output parity
-        out = F.conv2d(even, weight[p::2, :1],
-                       None if bias is None else bias[p::2], **kw) + \
-            F.conv2d(odd, weight[p::2, 1:], None, **kw)
-        outs.append(out.flatten(2).transpose(1, 2))
-    return torch.stack(outs, -1).flatten(2)
+              dilation=conv.dilation, groups=C)
+    out = F.conv2d(grid(tokens), w_own, conv.bias, **kw) + \
+        F.conv2d(grid(mates), w_mate, None, **kw)
+    return out.flatten(2).transpose(1, 2)
 
 
 class _HeadMix(torch.autograd.Function):
