@@ -44,7 +44,17 @@ def load_config(path):
 def infer_detection(args, cfg):
     from mmdet.apis import DetInferencer
     inferencer = DetInferencer(
-        model=cfg, weights=args.weights, device=args.device, show_progress=False)
+        model=cfg, weights=args.weights, device=args.device,
+        show_progress=False)
+    if args.weights is None:
+        # No checkpoint meta: take the classes from the config's dataset
+        # rather than mmdet's COCO fallback.
+        from mmengine.registry import DATASETS
+        ds_cls = DATASETS.get(cfg.test_dataloader.dataset.type)
+        meta = getattr(ds_cls, 'METAINFO', None)
+        if meta:
+            inferencer.model.dataset_meta = dict(meta)
+            inferencer.visualizer.dataset_meta = dict(meta)
     out = inferencer(
         args.img,
         return_vis=True,
@@ -63,21 +73,26 @@ def infer_detection(args, cfg):
 
 
 def infer_classification(args, cfg):
+    import mmcv
     from mmpretrain.apis import ImageClassificationInferencer
+    from mmpretrain.visualization import UniversalVisualizer
     inferencer = ImageClassificationInferencer(
         model=cfg, pretrained=args.weights or False, device=args.device)
-    pred = inferencer(args.img)[0]
-    # Draw with the inferencer's own visualizer so the output looks like
-    # mmpretrain's demos.
-    import mmcv
+    sample = inferencer(args.img, return_datasamples=True)[0]
+    label = int(sample.pred_label)
+    classes = inferencer.classes or ()
+    name = classes[label] if label < len(classes) else str(label)
     img = mmcv.imread(args.img, channel_order='rgb')
-    data_sample = inferencer([args.img], return_datasamples=True)[0]
-    vis = inferencer.visualizer.visualize_cls(
-        img, data_sample, classes=inferencer.classes, resize=224,
-        show=False, draw_score=True)
-    line = (f'{pred.get("pred_class", pred["pred_label"])} '
-            f'{pred["pred_score"]:.3f}')
-    return vis, [line]
+    visualizer = inferencer.visualizer or UniversalVisualizer()
+    # Small inputs (8x8 digits) are enlarged so the label stays readable.
+    vis = visualizer.visualize_cls(
+        img,
+        sample,
+        classes=classes or None,
+        resize=224 if min(img.shape[:2]) < 224 else None,
+        draw_gt=False,
+        draw_score=True)
+    return vis, [f'{name} {float(sample.pred_score[label]):.3f}']
 
 
 def main(argv=None):

@@ -6,8 +6,8 @@ _base_ = '../pvt/mask-rcnn_cached-pvt-t_fpn_1x_coco.py'
 # circles / squares / triangles of 14-56 px, masks as polygons), a PVT with
 # 16-128 channels and one block per stage, a 64-channel FPN and heads, and a
 # short schedule from scratch. Only data, image scale, schedule and model size
-# differ from the COCO config; the cached and uncached twins differ only in
-# `_base_`. A missing or empty data_root is generated (a few seconds, the
+# differ from the COCO config; the uncached twin is this config with
+# `cached_stages=[]`. A missing or empty data_root is generated (a few seconds, the
 # same files as `python tools/misc/make_shapes.py --out data/shapes`).
 data_root = 'data/shapes/'
 
@@ -91,7 +91,7 @@ val_evaluator = dict(
     metric=['bbox', 'segm'])
 test_evaluator = val_evaluator
 
-max_epochs = 12
+max_epochs = 10
 optim_wrapper = dict(optimizer=dict(lr=1e-3), clip_grad=dict(max_norm=10.))
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-2, by_epoch=False, begin=0,

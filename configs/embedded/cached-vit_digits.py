@@ -4,8 +4,9 @@ _base_ = '../deit/cached-deit-tiny_4xb256_in1k.py'
 
 # Small enough for 2 CPU cores: sklearn's 8x8 digits upsampled to 32x32, a
 # 4-layer ViT with 64 channels and 8x8 patches (each 2x2 pixels of the
-# original: 16 tokens + class token), 40 epochs. Only data, image scale, schedule and model size differ from the
-# ImageNet config; the cached and uncached twins differ only in `_base_`.
+# original: 16 tokens + class token), 40 epochs. Only data, image scale,
+# schedule and model size differ from the ImageNet config; the uncached twin
+# is this config with `cached_stages=[]`.
 # The data is built in memory from scikit-learn (nothing to download).
 
 custom_imports = dict(imports=['mmcached'], allow_failed_imports=False)

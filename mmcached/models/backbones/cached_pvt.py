@@ -5,7 +5,10 @@ import torch.nn as nn
 from mmdet.models.backbones.pvt import (PVTEncoderLayer,
                                         PyramidVisionTransformer,
                                         PyramidVisionTransformerV2,
-                                        SpatialReductionAttention)
+                                        SpatialReductionAttention, pvt_convert)
+from mmengine.logging import MMLogger
+from mmengine.runner.checkpoint import (_load_checkpoint_with_prefix,
+                                        load_state_dict)
 from mmengine.utils import to_2tuple
 
 from mmcached.registry import MODELS
@@ -128,7 +131,28 @@ class _CachedPVTMixin:
         """Base init (from scratch, or a Pretrained checkpoint, which may lack
         GRC keys), GRC layers initialised too; with ``reset_cache`` every
         cache is zeroed afterwards."""
-        init_grc_then(self, super().init_weights)
+        init_grc_then(self, self._init_base_weights)
+
+    def _init_base_weights(self):
+        cfg = self.init_cfg
+        prefix = cfg.get('prefix') if isinstance(cfg, dict) else None
+        if not prefix:
+            return super().init_weights()
+        # mmdet's PVT ignores init_cfg.prefix and would match no key of a
+        # classifier checkpoint ('backbone.*'), leaving random weights.
+        state = _load_checkpoint_with_prefix(
+            prefix, cfg['checkpoint'], map_location='cpu')
+        if self.convert_weights:
+            state = pvt_convert(state)
+        own = [k for k in self.state_dict() if '.grc.' not in k]
+        if not any(k in state for k in own):
+            raise ValueError(
+                f'{type(self).__name__}: no weight of checkpoint '
+                f'{cfg["checkpoint"]!r} under prefix {prefix!r} matches this '
+                'backbone; check the prefix and convert_weights (False for '
+                'checkpoints saved by mmdet / mmpretrain / mmcached)')
+        load_state_dict(
+            self, state, strict=False, logger=MMLogger.get_current_instance())
 
     def forward(self, x):
         """x: (B, C, H, W) -> tuple of (B, C_i, H_i, W_i) per out index (a

@@ -198,3 +198,37 @@ def test_build_from_registry(scope):
     assert isinstance(model, CachedPVT)
     model = MODELS.build(dict(type='mmcached.CachedPVTv2', **TINY))
     assert isinstance(model, CachedPVTv2)
+
+
+def test_pretrained_with_prefix_loads_classifier_checkpoint(tmp_path):
+    """A classifier checkpoint ('backbone.*' keys) loads through
+    init_cfg.prefix, which mmdet's PVT itself ignores."""
+    kw = dict(embed_dims=16, num_layers=[1, 1, 1, 1], num_heads=[1, 2, 4, 8],
+              pretrain_img_size=64)
+    torch.manual_seed(0)
+    src = CachedPVT(**kw)
+    src.init_weights()
+    for m in src.modules():
+        if hasattr(m, 'memory'):
+            m.memory.fill_(1.)
+    path = str(tmp_path / 'cls.pth')
+    torch.save({'state_dict': {'backbone.' + k: v
+                               for k, v in src.state_dict().items()}}, path)
+    init_cfg = dict(type='Pretrained', checkpoint=path, prefix='backbone.')
+    torch.manual_seed(1)
+    dst = CachedPVT(**kw, reset_cache=True, convert_weights=False,
+                    init_cfg=init_cfg)
+    dst.init_weights()
+    for (k, a), b in zip(src.state_dict().items(), dst.state_dict().values()):
+        if 'memory' in k:
+            assert not b.any(), k  # reset_cache zeroed the loaded cache
+        else:
+            assert torch.equal(a, b), k
+
+    bad = CachedPVT(**kw, convert_weights=False,
+                    init_cfg=dict(init_cfg, prefix='model.'))
+    with pytest.raises(AssertionError, match='model.'):
+        bad.init_weights()
+    torch.save({'state_dict': {'backbone.other': torch.zeros(1)}}, path)
+    with pytest.raises(ValueError, match='no weight of checkpoint'):
+        CachedPVT(**kw, convert_weights=False, init_cfg=init_cfg).init_weights()
