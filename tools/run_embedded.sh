@@ -43,7 +43,7 @@ main() {
     ckpt=$(cat "$work/last_checkpoint")
     echo; echo "[embedded] testing $ckpt"
     "$VENV/bin/python" tools/test.py "$cfg" "$ckpt" --work-dir "$work" \
-      --show-dir vis 2>&1 | tee "$work/test.log"
+      --show-dir "$REPO/$work/vis" 2>&1 | tee "$work/test.log"
     local metrics
     metrics=$(grep -E 'Epoch\(test\)' "$work/test.log" | tail -n1 | sed -E 's/.*Epoch\(test\) *\[[0-9]+\/[0-9]+\] *//; s/ *data_time:.*//')
     summary+=("$name: $metrics  ($(( $(date +%s) - start ))s, checkpoint $ckpt)")

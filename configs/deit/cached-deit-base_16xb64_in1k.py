@@ -6,6 +6,6 @@ _base_ = './deit-base_16xb64_in1k.py'
 
 model = dict(backbone=dict(type='CachedViT', cache_ratio=0.5))
 
-train_dataloader = dict(dataset=dict(data_root=data_root))
-val_dataloader = dict(dataset=dict(data_root=data_root))
+train_dataloader = dict(dataset=dict(type='CheckedImageNet', data_root=data_root))
+val_dataloader = dict(dataset=dict(type='CheckedImageNet', data_root=data_root))
 test_dataloader = val_dataloader

@@ -5,6 +5,6 @@ data_root = 'data/imagenet/'
 _base_ = 'mmpretrain::deit/deit-small_4xb256_in1k.py'
 custom_imports = dict(imports=['mmcached'], allow_failed_imports=False)
 
-train_dataloader = dict(dataset=dict(data_root=data_root))
-val_dataloader = dict(dataset=dict(data_root=data_root))
+train_dataloader = dict(dataset=dict(type='CheckedImageNet', data_root=data_root))
+val_dataloader = dict(dataset=dict(type='CheckedImageNet', data_root=data_root))
 test_dataloader = val_dataloader

@@ -7,6 +7,6 @@ _base_ = './pvt-medium_8xb128_in1k.py'
 model = dict(
     backbone=dict(type='CachedPVT', cached_stages=None, cache_ratio=0.5))
 
-train_dataloader = dict(dataset=dict(data_root=data_root))
-val_dataloader = dict(dataset=dict(data_root=data_root))
+train_dataloader = dict(dataset=dict(type='CheckedImageNet', data_root=data_root))
+val_dataloader = dict(dataset=dict(type='CheckedImageNet', data_root=data_root))
 test_dataloader = val_dataloader

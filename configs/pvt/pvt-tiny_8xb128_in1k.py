@@ -52,8 +52,8 @@ model = dict(
 )
 
 # 8 GPUs x 128 images
-train_dataloader = dict(batch_size=128, dataset=dict(data_root=data_root))
-val_dataloader = dict(batch_size=128, dataset=dict(data_root=data_root))
+train_dataloader = dict(batch_size=128, dataset=dict(type='CheckedImageNet', data_root=data_root))
+val_dataloader = dict(batch_size=128, dataset=dict(type='CheckedImageNet', data_root=data_root))
 test_dataloader = val_dataloader
 
 optim_wrapper = dict(

@@ -22,6 +22,6 @@ model = dict(
         init_cfg=None),
     head=dict(in_channels=512))
 
-train_dataloader = dict(dataset=dict(data_root=data_root))
-val_dataloader = dict(dataset=dict(data_root=data_root))
+train_dataloader = dict(dataset=dict(type='CheckedImageNet', data_root=data_root))
+val_dataloader = dict(dataset=dict(type='CheckedImageNet', data_root=data_root))
 test_dataloader = val_dataloader
