@@ -86,3 +86,16 @@ def check_grads(model, x):
     for n, p in model.named_parameters():
         if '.grc.' in n and p.requires_grad:
             assert p.grad is not None, n
+
+
+def check_loaded_from(model, src, reset):
+    """``model`` was initialised from a checkpoint of ``src``: every weight
+    equal; caches zero with ``reset_cache``, else equal too."""
+    got, want = caches(model), caches(src)
+    assert want, 'no cache to compare'
+    for k in want:
+        assert (not got[k].any()) if reset else torch.equal(got[k], want[k]), k
+    sd = model.state_dict()
+    for k, v in src.state_dict().items():
+        if not k.endswith('memory'):
+            assert torch.equal(sd[k], v), k

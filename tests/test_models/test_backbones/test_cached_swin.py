@@ -5,8 +5,8 @@ from mmdet.models.backbones import SwinTransformer
 from mmcached.models.backbones import CachedShiftWindowMSA, CachedSwin
 from mmcached.models.layers import GRCAttention
 from ._helpers import (caches, check_base_keys, check_batch_independent,
-                       check_cache_train_eval, check_grads, check_round_trip,
-                       num_grc)
+                       check_cache_train_eval, check_grads, check_loaded_from,
+                       check_round_trip, num_grc)
 
 # channels 16, 32, 64, 128; heads 1, 2, 4, 8; a shifted block in stage 1
 TINY = dict(
@@ -127,14 +127,7 @@ def test_reset_cache_after_pretrained(reset, tmp_path):
         reset_cache=reset,
         init_cfg=dict(type='Pretrained', checkpoint=path))
     model.init_weights()
-    got, want = caches(model), caches(src)
-    assert all(
-        (not got[k].any()) if reset else torch.equal(got[k], want[k])
-        for k in want)
-    sd = model.state_dict()
-    assert all(
-        torch.equal(sd[k], v) for k, v in src.state_dict().items()
-        if not k.endswith('memory'))
+    check_loaded_from(model, src, reset)
 
 
 @pytest.mark.parametrize('kwargs,match', [

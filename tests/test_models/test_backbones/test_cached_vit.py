@@ -5,8 +5,8 @@ from mmpretrain.models.backbones import VisionTransformer
 from mmcached.models.backbones import CachedMultiheadAttention, CachedViT
 from mmcached.models.layers import GRCAttention
 from ._helpers import (caches, check_base_keys, check_batch_independent,
-                       check_cache_train_eval, check_grads, check_round_trip,
-                       num_grc)
+                       check_cache_train_eval, check_grads, check_loaded_from,
+                       check_round_trip, num_grc)
 
 ARCH = dict(embed_dims=32, num_layers=3, num_heads=2, feedforward_channels=64)
 TINY = dict(arch=ARCH, img_size=64, patch_size=16)
@@ -102,14 +102,7 @@ def test_reset_cache_after_pretrained(reset, tmp_path):
         reset_cache=reset,
         init_cfg=dict(type='Pretrained', checkpoint=path))
     model.init_weights()
-    got, want = caches(model), caches(src)
-    assert all(
-        (not got[k].any()) if reset else torch.equal(got[k], want[k])
-        for k in want)
-    sd = model.state_dict()
-    assert all(
-        torch.equal(sd[k], v) for k, v in src.state_dict().items()
-        if not k.endswith('memory'))
+    check_loaded_from(model, src, reset)
 
 
 @pytest.mark.parametrize('kwargs,match', [
