@@ -1,30 +1,11 @@
-# Mask R-CNN with cached PVT-M + FPN, COCO 1x: mask-rcnn_pvt-m_fpn_1x_coco.py with
-# GRC attention. The backbone starts from the cached ImageNet run of
-# configs/pvt/cached-pvt-medium_8xb128_in1k.py, with the caches reset to zeros
-# (reset_cache=True) as in the paper.
-data_root = 'data/coco/'
+# Mask R-CNN with cached PVT-M + FPN, COCO 1x: the cached twin of
+# mask-rcnn_pvt-m_fpn_1x_coco.py. mask-rcnn_cached-pvt-t_fpn_1x_coco.py with the
+# Medium backbone, started from configs/pvt/cached-pvt-medium_8xb128_in1k.py
+# with the caches reset to zeros.
 checkpoint = 'work_dirs/cached-pvt-medium_8xb128_in1k/epoch_300.pth'
 
-_base_ = './mask-rcnn_pvt-m_fpn_1x_coco.py'
+_base_ = './mask-rcnn_cached-pvt-t_fpn_1x_coco.py'
 
 model = dict(
     backbone=dict(
-        type='CachedPVT',
-        cache_ratio=0.5,
-        reset_cache=True,
-        # our checkpoints already have mmdet's weight names
-        convert_weights=False,
-        init_cfg=dict(
-            _delete_=True,  # the baseline's backbone has init_cfg=None
-            type='Pretrained',
-            checkpoint=checkpoint,
-            prefix='backbone.')),
-    init_cfg=None)
-
-train_dataloader = dict(
-    dataset=dict(type='CheckedCocoDataset', data_root=data_root))
-val_dataloader = dict(
-    dataset=dict(type='CheckedCocoDataset', data_root=data_root))
-test_dataloader = val_dataloader
-val_evaluator = dict(ann_file=data_root + 'annotations/instances_val2017.json')
-test_evaluator = val_evaluator
+        num_layers=[3, 4, 18, 3], init_cfg=dict(checkpoint=checkpoint)))
