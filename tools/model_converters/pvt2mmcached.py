@@ -11,11 +11,15 @@ model's ``load_from``). The classification head, final norm and class token
 of PVT v1 are dropped (mmdet's ``pvt_convert``).
 """
 import argparse
-import os
 import os.path as osp
+import sys
 from collections import OrderedDict
 
-import torch
+
+sys.path.insert(
+    0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
+from mmcached.utils.checkpoint import (load_state_dict_from,  # noqa: E402
+                                       save_state_dict)
 
 
 def convert_pvt(state_dict: dict, prefix: str = '') -> OrderedDict:
@@ -28,13 +32,6 @@ def convert_pvt(state_dict: dict, prefix: str = '') -> OrderedDict:
         (prefix + k, v) for k, v in pvt_convert(state_dict).items())
 
 
-def load_state_dict(path: str) -> dict:
-    ckpt = torch.load(path, map_location='cpu', weights_only=False)
-    for key in ('state_dict', 'model'):
-        if isinstance(ckpt, dict) and key in ckpt:
-            return ckpt[key]
-    return ckpt
-
 
 def main(argv=None):
     parser = argparse.ArgumentParser(
@@ -45,11 +42,8 @@ def main(argv=None):
     parser.add_argument(
         '--prefix', default='', help='prefix for every key, e.g. backbone.')
     args = parser.parse_args(argv)
-    state_dict = convert_pvt(load_state_dict(args.src), args.prefix)
-    if osp.dirname(args.dst):
-        os.makedirs(osp.dirname(args.dst), exist_ok=True)
-    torch.save(dict(state_dict=state_dict), args.dst)
-    print(f'saved {len(state_dict)} tensors to {args.dst}')
+    state_dict = convert_pvt(load_state_dict_from(args.src), args.prefix)
+    save_state_dict(state_dict, args.dst)
 
 
 if __name__ == '__main__':

@@ -12,12 +12,17 @@ on the last stage identical to the original model; the head becomes
 recognised and brought to the official layout first. GRC keys are absent.
 """
 import argparse
-import os
 import os.path as osp
 import re
+import sys
 from collections import OrderedDict
 
 import torch
+
+sys.path.insert(
+    0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
+from mmcached.utils.checkpoint import (load_state_dict_from,  # noqa: E402
+                                       save_state_dict)
 
 
 def _relative_position_index(window: int) -> torch.Tensor:
@@ -75,13 +80,6 @@ def convert_swin(state_dict: dict, head: bool = True) -> OrderedDict:
     return out
 
 
-def load_state_dict(path: str) -> dict:
-    ckpt = torch.load(path, map_location='cpu', weights_only=False)
-    for key in ('state_dict', 'model'):
-        if isinstance(ckpt, dict) and key in ckpt:
-            return ckpt[key]
-    return ckpt
-
 
 def main(argv=None):
     parser = argparse.ArgumentParser(
@@ -92,11 +90,8 @@ def main(argv=None):
     parser.add_argument(
         '--no-head', action='store_true', help='drop the classifier head')
     args = parser.parse_args(argv)
-    state_dict = convert_swin(load_state_dict(args.src), not args.no_head)
-    if osp.dirname(args.dst):
-        os.makedirs(osp.dirname(args.dst), exist_ok=True)
-    torch.save(dict(state_dict=state_dict), args.dst)
-    print(f'saved {len(state_dict)} tensors to {args.dst}')
+    state_dict = convert_swin(load_state_dict_from(args.src), not args.no_head)
+    save_state_dict(state_dict, args.dst)
 
 
 if __name__ == '__main__':
