@@ -9,7 +9,6 @@ the checkpoint and the options, this runs that toolbox's own
 ``tools/test.py``.
 """
 import argparse
-import os
 import os.path as osp
 import sys
 
@@ -18,7 +17,8 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 import mmcached  # noqa: E402,F401 - compat fixes and registrations
 from mmcached.utils.cli import (CLIError, check_cfg_options,  # noqa: E402
                                 load_config, main_guard, option_keys,
-                                run_toolbox, task_of, toolbox_argv)
+                                parse_tool_args, run_toolbox, task_of,
+                                toolbox_argv)
 
 SPEC = [
     ('config', 'config', 'pos', 'mmdet mmpretrain'),
@@ -56,17 +56,7 @@ def parse_args(argv=None):
                         help='(mmpretrain configs) mixed precision test')
     parser.add_argument('--tta', action='store_true',
                         help='test time augmentation')
-    parser.add_argument(
-        '--cfg-options', nargs='+', metavar='KEY=VALUE',
-        help='override config settings; keys must exist in the config')
-    parser.add_argument('--launcher', default='none',
-                        choices=['none', 'pytorch', 'slurm', 'mpi'],
-                        help='job launcher')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args(argv)
-    if 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = str(args.local_rank)
-    return args
+    return parse_tool_args(parser, argv)
 
 
 def main(argv=None):

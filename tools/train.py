@@ -7,7 +7,6 @@ The config's ``default_scope`` picks the toolbox; after checking the config
 and the options, this runs that toolbox's own ``tools/train.py``.
 """
 import argparse
-import os
 import os.path as osp
 import sys
 
@@ -16,7 +15,8 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 import mmcached  # noqa: E402,F401 - compat fixes and registrations
 from mmcached.utils.cli import (CLIError, check_cfg_options,  # noqa: E402
                                 load_config, main_guard, option_keys,
-                                run_toolbox, task_of, toolbox_argv)
+                                parse_tool_args, run_toolbox, task_of,
+                                toolbox_argv)
 
 # (dest, flag, kind, toolboxes that know it)
 SPEC = [
@@ -52,18 +52,7 @@ def parse_args(argv=None):
                         help='(mmpretrain configs) no pin_memory in loaders')
     parser.add_argument('--no-persistent-workers', action='store_true',
                         help='(mmpretrain configs) no persistent workers')
-    parser.add_argument(
-        '--cfg-options', nargs='+', metavar='KEY=VALUE',
-        help='override config settings, e.g. train_cfg.max_epochs=2; keys '
-        'must exist in the config (a new leaf in an existing dict is allowed)')
-    parser.add_argument('--launcher', default='none',
-                        choices=['none', 'pytorch', 'slurm', 'mpi'],
-                        help='job launcher')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args(argv)
-    if 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = str(args.local_rank)
-    return args
+    return parse_tool_args(parser, argv)
 
 
 def main(argv=None):

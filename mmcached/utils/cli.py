@@ -7,6 +7,7 @@ unmodified ``tools/train.py`` / ``tools/test.py``, which its wheel ships under
 ``default_scope`` (``mmdet`` or ``mmpretrain``).
 """
 import difflib
+import os
 import os.path as osp
 import runpy
 import sys
@@ -134,6 +135,23 @@ def toolbox_argv(args, spec: Sequence, task: str) -> List[str]:
     return argv
 
 
+def parse_tool_args(parser, argv=None):
+    """Add the flags both tools share (``--cfg-options``, ``--launcher``,
+    ``--local-rank``) to ``parser`` and parse; ``LOCAL_RANK`` is exported for
+    launchers that pass ``--local-rank`` instead of setting it."""
+    parser.add_argument(
+        '--cfg-options', nargs='+', metavar='KEY=VALUE',
+        help='override config settings, e.g. train_cfg.max_epochs=2; keys '
+        'must exist in the config (a new leaf in an existing dict is allowed)')
+    parser.add_argument('--launcher', default='none',
+                        choices=['none', 'pytorch', 'slurm', 'mpi'],
+                        help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args(argv)
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    return args
+
+
 def option_keys(options: Optional[Sequence[str]]) -> List[str]:
     """Keys of raw ``--cfg-options`` items (``key=value``)."""
     keys = []
@@ -163,5 +181,5 @@ def main_guard(main):
 __all__ = [
     'CLIError', 'load_config', 'task_of', 'check_cfg_options', 'option_keys',
     'toolbox_script', 'forward_args', 'toolbox_argv', 'run_toolbox',
-    'main_guard'
+    'parse_tool_args', 'main_guard'
 ]
