@@ -47,34 +47,87 @@ def resize_tokens(x: torch.Tensor, length: int) -> torch.Tensor:
         x.transpose(1, 2), size=length, mode='nearest').transpose(1, 2)
 
 
-def _pair_conv_tokens(conv: nn.Conv2d, tokens: torch.Tensor,
-                      hw_shape: Tuple[int, int]) -> torch.Tensor:
-    """``conv`` over tokens (B, h*w, C) on their grid, for a conv whose
-    groups hold 2 input and 2 output channels; returns (B, h*w, C).
+class _PairConvTokens(torch.autograd.Function):
+    """A conv whose groups hold 2 input and 2 output channels, over tokens
+    (B, h*w, C) on their grid; returns tokens (B, h*w, C).
 
     Output channel o reads its own channel o and its pair mate o ^ 1, so the
-    conv is two depthwise convs: one over the tokens, one over the tokens
-    with the channels of each pair swapped. oneDNN's CPU kernels for
-    2-channel groups are slow, its depthwise ones fast, and both inputs stay
-    channels-last views of the tokens (no transposing copies). Same sums,
-    same result up to rounding.
+    conv is two depthwise convs over the same tokens: ``own`` (kernel
+    weight[o, o % 2]) and ``cross`` (channel c with kernel
+    weight[c ^ 1, c % 2]), whose result for channel c belongs to output
+    c ^ 1. oneDNN's CPU kernels for 2-channel groups are slow, its depthwise
+    ones fast, the tokens are read as a channels-last view without copies,
+    and the pair swap is folded into the add (forward) and done once on the
+    gradient (backward). Same sums as the grouped conv, up to rounding.
     """
-    B, _, C = tokens.shape
-    weight = conv.weight  # (C, 2, kh, kw): [o, i] reads channel 2 * (o // 2) + i
-    rows = torch.arange(C, device=weight.device)
-    own = rows % 2
-    w_own = weight[rows, own].unsqueeze(1)
-    w_mate = weight[rows, 1 - own].unsqueeze(1)
-    mates = tokens.unflatten(-1, (-1, 2)).flip(-1).flatten(-2)
 
-    def grid(t):
-        return t.transpose(1, 2).reshape(B, C, *hw_shape)
+    @staticmethod
+    def forward(ctx, tokens, weight, bias, hw_shape, stride, padding,
+                dilation):
+        B, _, C = tokens.shape
+        grid = tokens.transpose(1, 2).reshape(B, C, *hw_shape)
+        w_own, w_cross = _PairConvTokens.split(weight)
+        kw = dict(stride=stride, padding=padding, dilation=dilation,
+                  groups=C)
+        out = F.conv2d(grid, w_own, bias, **kw)
+        ctx.out_hw = out.shape[2:]
+        out = out.flatten(2).transpose(1, 2)
+        cross = F.conv2d(grid, w_cross, None, **kw).flatten(2).transpose(1, 2)
+        pairs, cross = out.unflatten(-1, (-1, 2)), cross.unflatten(-1, (-1, 2))
+        pairs[..., 0].add_(cross[..., 1])
+        pairs[..., 1].add_(cross[..., 0])
+        ctx.save_for_backward(grid, w_own, w_cross)
+        ctx.conv_args = (stride, padding, dilation, C)
+        ctx.has_bias = bias is not None
+        return out
 
-    kw = dict(stride=conv.stride, padding=conv.padding,
-              dilation=conv.dilation, groups=C)
-    out = F.conv2d(grid(tokens), w_own, conv.bias, **kw) + \
-        F.conv2d(grid(mates), w_mate, None, **kw)
-    return out.flatten(2).transpose(1, 2)
+    @staticmethod
+    def split(weight):
+        C = weight.shape[0]
+        rows = torch.arange(C, device=weight.device)
+        own = rows % 2
+        return weight[rows, own].unsqueeze(1), \
+            weight[rows ^ 1, own].unsqueeze(1)
+
+    @staticmethod
+    def backward(ctx, grad):
+        grid, w_own, w_cross = ctx.saved_tensors
+        stride, padding, dilation, C = ctx.conv_args
+        B = grid.shape[0]
+        swapped = torch.stack((grad[..., 1::2], grad[..., 0::2]), -1)
+
+        def to_grid(t):  # tokens (B, L, C) -> channels-last (B, C, h, w)
+            return t.reshape(B, -1, C).transpose(1, 2).reshape(
+                B, C, *ctx.out_hw)
+
+        need_in = ctx.needs_input_grad[0]
+        mask = [need_in, ctx.needs_input_grad[1],
+                ctx.has_bias and ctx.needs_input_grad[2]]
+        bwd = torch.ops.aten.convolution_backward
+        args = ([C] if ctx.has_bias else None, list(stride), list(padding),
+                list(dilation), False, [0, 0], C)
+        g_in, g_own, g_bias = bwd(to_grid(grad), grid, w_own, *args, mask)
+        g_in2, g_cross, _ = bwd(to_grid(swapped), grid, w_cross, *args,
+                                [need_in, mask[1], False])
+        g_tokens = g_weight = None
+        if need_in:
+            g_tokens = g_in.add_(g_in2).flatten(2).transpose(1, 2)
+        if mask[1]:
+            rows = torch.arange(C, device=grid.device)
+            own = rows % 2
+            g_weight = g_own.new_zeros(C, 2, *g_own.shape[2:])
+            g_weight[rows, own] = g_own[:, 0]
+            g_weight[rows ^ 1, own] = g_cross[:, 0]
+        return g_tokens, g_weight, g_bias, None, None, None, None
+
+
+def _pair_conv_tokens(conv: nn.Conv2d, tokens: torch.Tensor,
+                      hw_shape: Tuple[int, int]) -> torch.Tensor:
+    """``conv`` (2 channels per group) over tokens (B, h*w, C) on their
+    grid; returns tokens (B, h'*w', C). See :class:`_PairConvTokens`."""
+    return _PairConvTokens.apply(tokens, conv.weight, conv.bias,
+                                 tuple(hw_shape), conv.stride, conv.padding,
+                                 conv.dilation)
 
 
 class _HeadMix(torch.autograd.Function):
@@ -119,6 +172,97 @@ class _HeadMix(torch.autograd.Function):
         return g_self, g_o_mem, g_alpha, g_extra
 
 
+class _CacheUpdate(torch.autograd.Function):
+    """The cache update C_t = C + g_u * (C~ - C) in one autograd node.
+
+    summary S: (B, T, d); mem C: (1, T, d), a copy of the buffer (no grad);
+    w_g (2d, 2d) / w_c (d, 2d): the gate and candidate weights, whose columns
+    act on [C; S] (``mem_first``, released) or [S; C] (paper); ln_w / ln_b:
+    the released candidate's LayerNorm, or None (paper). Same math as
+    :meth:`GatedRecurrentCache._update`, but fewer passes over (B, T, d)
+    tensors, which is what this update costs on CPU: the backward writes
+    both gates' gradients into one buffer (no concat) and each weight's
+    gradient by column block (no zero-filled slice gradients), sums the two
+    gradients of S inside one GEMM, works in place where it can and computes
+    no gradient for C.
+    """
+
+    @staticmethod
+    def forward(ctx, S, mem, w_g, b_g, w_c, b_c, ln_w, ln_b, eps,
+                mem_first):
+        B, T, d = S.shape
+        S2 = S.reshape(B * T, d)
+        w_gs, w_gm, w_cs, w_cm = _CacheUpdate.split(w_g, w_c, mem_first)
+        # gates: S W_gs^T + (C W_gm^T + b), the cache term once per batch
+        sig = torch.mm(S2, w_gs.t()).view(B, T, 2 * d)
+        sig.add_(torch.addmm(b_g, mem[0], w_gm.t())).sigmoid_()
+        g_reset, g_update = sig[..., :d], sig[..., d:]
+        z = torch.addmm(b_c, (g_reset * mem).view(B * T, d), w_cm.t())
+        z = z.addmm_(S2, w_cs.t()).view(B, T, d)
+        if ln_w is not None:  # released: C~ = LN(GELU(z))
+            act = F.gelu(z)
+            cand, mean, rstd = torch.native_layer_norm(
+                act, (d, ), ln_w, ln_b, eps)
+        else:  # paper: C~ = z
+            act = mean = rstd = None
+            cand = z
+        diff = cand - mem
+        new = torch.addcmul(mem, g_update, diff)
+        ctx.save_for_backward(S, mem, sig, z, act, mean, rstd, diff, w_g,
+                              w_c, ln_w, ln_b)
+        ctx.mem_first = mem_first
+        return new
+
+    @staticmethod
+    def split(w_g, w_c, mem_first):
+        """Columns acting on the summary and on the cache, of both weights:
+        (w_gs, w_gm, w_cs, w_cm)."""
+        d = w_c.shape[0]
+        s, m = (slice(d, None), slice(None, d)) if mem_first else \
+            (slice(None, d), slice(d, None))
+        return w_g[:, s], w_g[:, m], w_c[:, s], w_c[:, m]
+
+    @staticmethod
+    def backward(ctx, grad):
+        (S, mem, sig, z, act, mean, rstd, diff, w_g, w_c, ln_w,
+         ln_b) = ctx.saved_tensors
+        B, T, d = S.shape
+        w_gs, _, w_cs, w_cm = _CacheUpdate.split(w_g, w_c, ctx.mem_first)
+        S2 = S.reshape(B * T, d)
+        g_reset, g_update = sig[..., :d], sig[..., d:]
+        g_gates = torch.empty_like(sig)
+        torch.mul(grad, diff, out=g_gates[..., d:])
+        g_z = grad * g_update
+        g_ln_w = g_ln_b = None
+        if ln_w is not None:
+            g_act, g_ln_w, g_ln_b = torch.ops.aten.native_layer_norm_backward(
+                g_z, act, (d, ), mean, rstd, ln_w, ln_b,
+                [True, ln_w.requires_grad, ln_b.requires_grad])
+            g_z = torch.ops.aten.gelu_backward(g_act, z)
+        g_z2 = g_z.view(B * T, d)
+        # Weight gradients are written into full-size buffers by column
+        # block, so no zero-filled slice gradients are summed afterwards.
+        g_w_g, g_w_c = torch.empty_like(w_g), torch.empty_like(w_c)
+        g_w_gs, g_w_gm, g_w_cs, g_w_cm = _CacheUpdate.split(
+            g_w_g, g_w_c, ctx.mem_first)
+        torch.mm(g_z2.t(), (g_reset * mem).view(B * T, d), out=g_w_cm)
+        torch.mm(g_z2.t(), S2, out=g_w_cs)
+        g_b_c = g_z2.sum(0)
+        torch.mul(torch.mm(g_z2, w_cm).view(B, T, d), mem,
+                  out=g_gates[..., :d])
+        g_gates = torch.ops.aten.sigmoid_backward(g_gates, sig)
+        g_gates2 = g_gates.view(B * T, 2 * d)
+        torch.mm(g_gates2.t(), S2, out=g_w_gs)
+        g_gates_t = g_gates.sum(0)  # (T, 2d): the cache term is shared
+        torch.mm(g_gates_t.t(), mem[0], out=g_w_gm)
+        g_b_g = g_gates_t.sum(0)
+        g_S = None
+        if ctx.needs_input_grad[0]:
+            g_S = torch.mm(g_gates2, w_gs).addmm_(g_z2, w_cs).view(B, T, d)
+        return (g_S, None, g_w_g, g_b_g, g_w_c, g_b_c, g_ln_w, g_ln_b, None,
+                None)
+
+
 @MODELS.register_module()
 class GatedRecurrentCache(BaseModule):
     """A differentiable cache of ``cache_len`` tokens with ``cache_dims``
@@ -147,6 +291,10 @@ class GatedRecurrentCache(BaseModule):
         sync (bool): All-reduce the cache update across ranks. Default: True.
         norm_cfg (dict): Norm of the released candidate. Default: LN.
     """
+
+    #: Use the one-node update (:class:`_CacheUpdate`) where it applies;
+    #: False runs the same math as plain ops (tests compare the two).
+    fused = True
 
     def __init__(self,
                  cache_dims: int,
@@ -202,6 +350,18 @@ class GatedRecurrentCache(BaseModule):
             # A copy: autograd saves it, and _write updates the buffer in
             # place afterwards (in place keeps DDP's references valid).
             mem = self.memory.to(summary.dtype, copy=True)
+        if self._fusable(summary, mem):
+            new = self._fused_update(summary, mem)
+        else:
+            new = self._update(summary, mem)
+        if self.training and not recompute:
+            self._pre_update = mem
+            self._write(new)
+        return new
+
+    def _update(self, summary: torch.Tensor,
+                mem: torch.Tensor) -> torch.Tensor:
+        """The update as plain ops: C_t (B, T_m, D_m)."""
         # The cache is shared by the batch: its half of the gate matmul is
         # computed once, not B times as a concatenated input would.
         w_mem, w_sum = self._split(self.gates.weight)
@@ -213,11 +373,34 @@ class GatedRecurrentCache(BaseModule):
             F.linear(summary, w_sum)
         if self.mode == 'released':
             cand = self.candidate_norm(F.gelu(cand))
-        new = mem + g_update * (cand.to(mem.dtype) - mem)
-        if self.training and not recompute:
-            self._pre_update = mem
-            self._write(new)
-        return new
+        return mem + g_update * (cand.to(mem.dtype) - mem)
+
+    def _fusable(self, summary: torch.Tensor, mem: torch.Tensor) -> bool:
+        """Whether :class:`_CacheUpdate` applies: a training-style forward
+        (grad enabled) in one floating dtype, without autocast (which casts
+        per op), with a plain LayerNorm as the released candidate norm."""
+        if not (self.fused and torch.is_grad_enabled()):
+            return False
+        if torch.is_autocast_enabled(summary.device.type):
+            return False
+        dtype = summary.dtype
+        if mem.dtype != dtype or any(
+                p.dtype != dtype for p in self.parameters()):
+            return False
+        norm = self.candidate_norm
+        return isinstance(norm, nn.Identity) or (
+            type(norm) is nn.LayerNorm and norm.elementwise_affine
+            and norm.bias is not None and len(norm.normalized_shape) == 1)
+
+    def _fused_update(self, summary: torch.Tensor,
+                      mem: torch.Tensor) -> torch.Tensor:
+        norm = self.candidate_norm
+        ln_w, ln_b, eps = (norm.weight, norm.bias, norm.eps) \
+            if self.mode == 'released' else (None, None, 0.)
+        return _CacheUpdate.apply(summary, mem, self.gates.weight,
+                                  self.gates.bias, self.candidate.weight,
+                                  self.candidate.bias, ln_w, ln_b, eps,
+                                  self.mode == 'released')
 
     @torch.no_grad()
     def _write(self, new: torch.Tensor) -> None:
@@ -427,8 +610,9 @@ class GRCAttention(BaseModule):
                 f'not match {N} tokens')
         conv = self.pos_conv
         patches = x[:, n_extra:] if n_extra else x
-        if x.device.type == 'cpu' and conv.in_channels == conv.out_channels \
-                == 2 * conv.groups:  # cache ratio 0.5 on CPU
+        if x.device.type == 'cpu' and conv.in_channels == \
+                conv.out_channels == 2 * conv.groups and \
+                not torch.is_autocast_enabled('cpu'):  # cache ratio 0.5, CPU
             pos = _pair_conv_tokens(conv, patches, (h, w))
         else:
             grid = patches.transpose(1, 2).reshape(B, D, h, w)

@@ -336,7 +336,7 @@ def test_forward_matches_plain_equations(mode, cfg):
 
 @pytest.mark.parametrize('ratio', [0.5, 0.25, 1.])
 def test_pos_term_equals_grouped_conv(ratio):
-    """On CPU, ratio 0.5 takes the four-depthwise-conv path; every path
+    """On CPU, ratio 0.5 takes the two-depthwise-conv path; every path
     must equal the plain grouped conv, values and gradients."""
     torch.manual_seed(0)
     m = GRCAttention(16, 2, cache_len=20, cache_ratio=ratio,
@@ -377,6 +377,82 @@ def test_head_mix_gradcheck(pad, extra):
     if extra:
         ref = ref + args[3].view_as(ref)
     assert torch.allclose(_HeadMix.apply(*args), ref)
+
+
+def test_pair_conv_gradcheck():
+    """The two-depthwise-conv form of a 2-channel-group conv against
+    autograd's numerical gradients (float64), on a non-square grid."""
+    from mmcached.models.layers.grc_attention import _PairConvTokens
+    torch.manual_seed(0)
+    tokens = torch.randn(2, 12, 6, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(6, 2, 3, 3, dtype=torch.float64, requires_grad=True)
+    bias = torch.randn(6, dtype=torch.float64, requires_grad=True)
+
+    def f(t, w, b):
+        return _PairConvTokens.apply(t, w, b, (3, 4), (1, 1), (1, 1), (1, 1))
+
+    assert torch.autograd.gradcheck(f, (tokens, weight, bias))
+    grid = tokens.transpose(1, 2).reshape(2, 6, 3, 4)
+    ref = F.conv2d(grid, weight, bias, padding=1, groups=3)
+    assert torch.allclose(f(tokens, weight, bias),
+                          ref.flatten(2).transpose(1, 2))
+
+
+@pytest.mark.parametrize('mode', MODES)
+def test_cache_update_gradcheck(mode):
+    """The one-node cache update against numerical gradients (float64)."""
+    from mmcached.models.layers.grc_attention import _CacheUpdate
+    torch.manual_seed(0)
+    d, T = 3, 4
+    S = torch.randn(2, T, d, dtype=torch.float64, requires_grad=True)
+    mem = torch.randn(1, T, d, dtype=torch.float64)
+    params = [torch.randn(*shape, dtype=torch.float64, requires_grad=True)
+              for shape in ((2 * d, 2 * d), (2 * d, ), (d, 2 * d), (d, ))]
+    ln = [torch.randn(d, dtype=torch.float64, requires_grad=True)
+          for _ in range(2)] if mode == 'released' else [None, None]
+
+    def f(S, w_g, b_g, w_c, b_c, *ln):
+        ln = list(ln) or [None, None]
+        return _CacheUpdate.apply(S, mem, w_g, b_g, w_c, b_c, *ln, 1e-5,
+                                  mode == 'released')
+
+    args = [S] + params + [t for t in ln if t is not None]
+    assert torch.autograd.gradcheck(f, args)
+
+
+@pytest.mark.parametrize('mode', MODES)
+def test_fused_update_equals_plain_ops(mode):
+    """Training takes the one-node update; it must give the plain ops'
+    output, cache and gradients (a non-zero cache, several heads, sr)."""
+    torch.manual_seed(0)
+    m = GRCAttention(16, 2, cache_len=(4, 4), sr_ratio=2, mode=mode).train()
+    _randomise(m)
+    mem = torch.randn_like(m.cache.memory)
+    x, o_self, g = (torch.randn(3, 16, 16) for _ in range(3))
+    results = []
+    for fused in (True, False):
+        m.cache.fused = fused
+        m.cache.memory.copy_(mem)
+        xi, oi = x.clone().requires_grad_(), o_self.clone().requires_grad_()
+        out = m(xi, oi, (4, 4))
+        out.backward(g)
+        results.append([out, m.cache.memory.clone(), xi.grad, oi.grad] +
+                       [p.grad.clone() for p in m.parameters()])
+        m.zero_grad()
+    for a, b in zip(*results):
+        assert torch.allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_fused_update_only_where_it_applies():
+    """Eval / no-grad and autocast run the plain ops."""
+    m = GRCAttention(8, 2, cache_len=4).train()
+    s = torch.randn(2, 4, 4)
+    assert m.cache._fusable(s, m.cache.memory)
+    with torch.no_grad():
+        assert not m.cache._fusable(s, m.cache.memory)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        assert not m.cache._fusable(s, m.cache.memory)
+    assert not m.cache._fusable(s.double(), m.cache.memory)
 
 
 # --------------------------------------------------------------------------
