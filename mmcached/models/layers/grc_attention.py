@@ -130,6 +130,17 @@ def _pair_conv_tokens(conv: nn.Conv2d, tokens: torch.Tensor,
                                  conv.dilation)
 
 
+def _per_head_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Sum of a * b per head, in fp32; a, b: (B, N, H, c) -> (H, ).
+
+    One head in fp32 and contiguous is a BLAS dot: one read of each tensor
+    and no product tensor."""
+    if a.shape[2] == 1 and a.dtype == b.dtype == torch.float32 and \
+            a.is_contiguous() and b.is_contiguous():
+        return torch.dot(a.view(-1), b.view(-1)).view(1)
+    return (a * b).sum((0, 1, 3), dtype=torch.float32)
+
+
 class _HeadMix(torch.autograd.Function):
     """out^h = (1 - a_h) * o_self^h + a_h * [o_mem^h, 0] (+ extra).
 
@@ -163,9 +174,8 @@ class _HeadMix(torch.autograd.Function):
         g_alpha = None
         if ctx.needs_input_grad[2]:
             # d out / d a = [o_mem, 0] - o_self, summed per head in fp32
-            dims, f32 = (0, 1, 3), torch.float32
-            g_alpha = ((g_mem * o_mem).sum(dims, dtype=f32) -
-                       (grad * o_self).sum(dims, dtype=f32)).to(alpha.dtype)
+            g_alpha = (_per_head_dot(g_mem, o_mem) -
+                       _per_head_dot(grad, o_self)).to(alpha.dtype)
         g_extra = grad.reshape(ctx.extra_shape) \
             if ctx.extra_shape is not None and ctx.needs_input_grad[3] \
             else None

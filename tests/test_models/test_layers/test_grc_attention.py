@@ -379,6 +379,23 @@ def test_head_mix_gradcheck(pad, extra):
     assert torch.allclose(_HeadMix.apply(*args), ref)
 
 
+@pytest.mark.parametrize('heads', [1, 2])
+def test_head_mix_alpha_grad_fp32(heads):
+    """fp32 takes a BLAS dot for one head: same gradients as autograd."""
+    from mmcached.models.layers.grc_attention import _HeadMix
+    torch.manual_seed(0)
+    o_self = torch.randn(2, 5, heads, 4, requires_grad=True)
+    o_mem = torch.randn(2, 5, heads, 2, requires_grad=True)
+    alpha = torch.rand(heads, requires_grad=True)
+    g = torch.randn(2, 5, heads, 4)
+    got = torch.autograd.grad((_HeadMix.apply(o_self, o_mem, alpha) * g).sum(),
+                              (o_self, o_mem, alpha))
+    ref = o_self.lerp(F.pad(o_mem, (0, 2)), alpha.view(1, 1, -1, 1))
+    exp = torch.autograd.grad((ref * g).sum(), (o_self, o_mem, alpha))
+    for a, b in zip(got, exp):
+        assert torch.allclose(a, b, atol=1e-5)
+
+
 def test_pair_conv_gradcheck():
     """The two-depthwise-conv form of a 2-channel-group conv against
     autograd's numerical gradients (float64), on a non-square grid."""
