@@ -27,7 +27,20 @@ def test_benchmark_tiny():
     out = _run('benchmark_grc.py', '--img-size', '32', '--batch-size', '1',
                '--iters', '1', '--warmup', '0', '--threads', '1')
     assert '| ours released |' in out and '| CachedPVT-Tiny released |' in out
-    assert 'training throughput' in out
+    assert 'training throughput' in out and 'default allocator' in out
+    # the FLOP-parity ratio: cached models have more FLOPs, so below 1
+    parity = [float(line.split('it would be ')[1].split()[0])
+              for line in out.splitlines() if 'at equal FLOP rates' in line]
+    assert len(parity) == 2 and all(0 < p < 1 for p in parity)
+
+
+def test_benchmark_keep_heap_reruns_with_glibc_tunables():
+    out = _run('benchmark_grc.py', '--img-size', '32', '--batch-size', '1',
+               '--iters', '1', '--warmup', '0', '--threads', '1',
+               '--skip', 'model', '--keep-heap')
+    assert 'heap kept (MALLOC_MMAP_THRESHOLD_=' in out
+    assert out.count('torch ') == 1  # the header once: re-run, not twice
+    assert '| ours released |' in out
 
 
 def test_complexity_table_tiny():

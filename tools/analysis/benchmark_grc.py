@@ -10,7 +10,13 @@ round, so drift of a shared machine hits them alike), as ratios:
   ``GRC_Self_Attention`` around its PVT ``Attention``, that host alone, and
   our GRC on that same host (same math as the released module).
 - ``model``: PVT-Tiny training step, mmdet's ``PyramidVisionTransformer``
-  against mmcached's ``CachedPVT`` (registry) in each mode.
+  against mmcached's ``CachedPVT`` (registry) in each mode, with the ratio
+  the throughput would have if GRC ran at the backbone's FLOP rate.
+
+On CPU, glibc returns large freed blocks to the system, so every step
+page-faults its activations in again, more so for code that allocates more;
+``--keep-heap`` measures without that (as the CUDA caching allocator does).
+Both are worth reading: the ratios differ.
 
 Memory: on CUDA the peak allocated during the step; on CPU, where torch keeps
 no allocator statistics, the bytes of tensors autograd saves for backward
@@ -22,6 +28,7 @@ Example::
         --batch-size 8 --img-size 224 --iters 10 --warmup 3
 """
 import argparse
+import os
 import os.path as osp
 import statistics
 import sys
@@ -53,7 +60,29 @@ def parse_args():
     parser.add_argument('--skip', nargs='*', default=[],
                         choices=['layer', 'model'])
     parser.add_argument('--threads', type=int, default=None)
+    parser.add_argument(
+        '--keep-heap', action='store_true',
+        help='glibc only: keep freed memory in the heap, so that '
+        'steps do not page-fault on fresh allocations, as with the CUDA '
+        'caching allocator; by default glibc returns large blocks to the '
+        'system and each step faults them in again')
     return parser.parse_args()
+
+
+# glibc's tunables: large blocks from the heap, never trimmed back.
+_KEEP_HEAP_ENV = {'MALLOC_MMAP_THRESHOLD_': '4000000000',
+                  'MALLOC_TRIM_THRESHOLD_': '40000000000'}
+
+
+def keep_heap() -> None:
+    """Re-run this script with glibc's allocator told to keep freed memory
+    (its tunables are read at process start only); no-op when they are set
+    already. Other C libraries ignore these variables."""
+    if all(os.environ.get(k) == v for k, v in _KEEP_HEAP_ENV.items()):
+        return
+    os.environ.update(_KEEP_HEAP_ENV)
+    sys.stdout.flush()
+    os.execv(sys.executable, [sys.executable] + sys.argv)
 
 
 class SRAttention(nn.Module):
@@ -276,13 +305,35 @@ def model_benchmark(args, device):
 
         return step
 
+    flops = {name: _gflops(m, args.img_size, device)
+             for name, m in variants.items()}
     res = measure(variants, make_step, device, args.iters, args.warmup)
     report('PVT-Tiny training step (forward + backward)', res, 'PVT-Tiny', B)
     base = res['PVT-Tiny'][0]
     for name, (t, _) in res.items():
         if name != 'PVT-Tiny':
+            parity = flops['PVT-Tiny'] / flops[name]
             print(f'- {name} / PVT-Tiny training throughput: {base / t:.3f} '
-                  '(target >= 0.85; paper 0.82 on V100)')
+                  '(target >= 0.85; paper 0.82 on V100); at equal FLOP '
+                  f'rates it would be {parity:.3f} ({flops["PVT-Tiny"]:.2f} '
+                  f'/ {flops[name]:.2f} GFLOPs per image), so GRC runs at '
+                  f'{base / t / parity:.0%} of the backbone\'s FLOP rate')
+
+
+def _gflops(model, img_size, device):
+    """Forward GFLOPs (multiply-adds, SDPA counted) of one image, in eval
+    mode, which leaves the caches as they are."""
+    from mmcached.utils.flops import get_model_complexity_info
+    was_training = model.training
+    model.eval()
+    try:
+        res = get_model_complexity_info(
+            model, inputs=(torch.randn(1, 3, img_size, img_size,
+                                       device=device), ),
+            show_table=False, show_arch=False)
+    finally:
+        model.train(was_training)
+    return res['flops'] / 1e9
 
 
 _DEVICE = torch.device('cpu')
@@ -291,6 +342,11 @@ _DEVICE = torch.device('cpu')
 def main():
     global _DEVICE
     args = parse_args()
+    heap = 'default allocator'
+    if args.keep_heap:
+        keep_heap()
+        heap = 'heap kept (' + ', '.join(
+            f'{k}={v}' for k, v in _KEEP_HEAP_ENV.items()) + ')'
     if args.threads:
         torch.set_num_threads(args.threads)
     dev = args.device
@@ -299,8 +355,8 @@ def main():
     _DEVICE = device = torch.device(dev)
     name = torch.cuda.get_device_name(device) if device.type == 'cuda' \
         else f'CPU, {torch.get_num_threads()} threads'
-    print(f'torch {torch.__version__}, device: {name}, iters {args.iters}, '
-          f'warmup {args.warmup} (median ms)')
+    print(f'torch {torch.__version__}, device: {name}, {heap}, iters '
+          f'{args.iters}, warmup {args.warmup} (median ms)')
     torch.manual_seed(0)
     if 'layer' not in args.skip:
         layer_benchmark(args, device)

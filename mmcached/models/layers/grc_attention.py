@@ -386,10 +386,13 @@ class GatedRecurrentCache(BaseModule):
         return mem + g_update * (cand.to(mem.dtype) - mem)
 
     def _fusable(self, summary: torch.Tensor, mem: torch.Tensor) -> bool:
-        """Whether :class:`_CacheUpdate` applies: a training-style forward
-        (grad enabled) in one floating dtype, without autocast (which casts
-        per op), with a plain LayerNorm as the released candidate norm."""
-        if not (self.fused and torch.is_grad_enabled()):
+        """Whether :class:`_CacheUpdate` applies: a forward with grad
+        enabled, not traced, in one floating dtype, without autocast (which
+        casts per op), with a plain LayerNorm as the released candidate
+        norm."""
+        # Tracing (FLOP counting, export) must see the plain ops.
+        if not (self.fused and torch.is_grad_enabled()) or \
+                torch.jit.is_tracing():
             return False
         if torch.is_autocast_enabled(summary.device.type):
             return False
@@ -622,7 +625,8 @@ class GRCAttention(BaseModule):
         patches = x[:, n_extra:] if n_extra else x
         if x.device.type == 'cpu' and conv.in_channels == \
                 conv.out_channels == 2 * conv.groups and \
-                not torch.is_autocast_enabled('cpu'):  # cache ratio 0.5, CPU
+                not torch.is_autocast_enabled('cpu') and \
+                not torch.jit.is_tracing():  # cache ratio 0.5 on CPU
             pos = _pair_conv_tokens(conv, patches, (h, w))
         else:
             grid = patches.transpose(1, 2).reshape(B, D, h, w)

@@ -472,6 +472,35 @@ def test_fused_update_only_where_it_applies():
     assert not m.cache._fusable(s.double(), m.cache.memory)
 
 
+@pytest.mark.parametrize('train', [True, False])
+def test_flop_count_sees_plain_ops(train):
+    """FLOP counting traces the layer: the custom autograd functions must
+    stay out of the trace (they fail it, or count as free)."""
+    from mmengine.analysis import FlopAnalyzer
+
+    import mmcached.utils.flops  # noqa: F401  counts SDPA
+
+    class Host(nn.Module):
+
+        def __init__(self):
+            super().__init__()
+            self.grc = GRCAttention(16, 2, cache_len=(4, 4), sr_ratio=2,
+                                    pos_conv=True)
+
+        def forward(self, x, o_self):
+            return self.grc(x, o_self, (4, 4))
+
+    x, o_self = torch.randn(2, 16, 16), torch.randn(2, 16, 16)
+    flops = FlopAnalyzer(Host().train(train), (x, o_self)).by_module()
+    # 3x3 conv, 2 input channels per output: 2 * 16 * 16 * 9 per sample
+    assert flops['grc.pos_conv'] == 2 * 16 * 16 * 2 * 9
+    # d = 8 cache channels, 16 cache tokens, batch 2. Per sample: the
+    # summary's half of the gates (d -> 2d) and of the candidate (d -> d),
+    # and the candidate's reset-cache half (d -> d); once per batch: the
+    # cache's half of the gates (d -> 2d).
+    assert flops['grc.cache'] >= 2 * 16 * (8 * 16 + 2 * 8 * 8) + 16 * 8 * 16
+
+
 # --------------------------------------------------------------------------
 # Cache semantics
 # --------------------------------------------------------------------------
