@@ -316,8 +316,9 @@ def model_benchmark(args, device):
             print(f'- {name} / PVT-Tiny training throughput: {base / t:.3f} '
                   '(target >= 0.85; paper 0.82 on V100); at equal FLOP '
                   f'rates it would be {parity:.3f} ({flops["PVT-Tiny"]:.2f} '
-                  f'/ {flops[name]:.2f} GFLOPs per image), so GRC runs at '
-                  f'{base / t / parity:.0%} of the backbone\'s FLOP rate')
+                  f'/ {flops[name]:.2f} GFLOPs per image): the cached '
+                  f'model runs at {base / t / parity:.0%} of the uncached '
+                  'one\'s FLOP rate')
 
 
 def _gflops(model, img_size, device):
