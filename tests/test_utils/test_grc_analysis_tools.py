@@ -39,7 +39,7 @@ def test_benchmark_keep_heap_reruns_with_glibc_tunables():
                '--iters', '1', '--warmup', '0', '--threads', '1',
                '--skip', 'model', '--keep-heap')
     assert 'heap kept (MALLOC_MMAP_THRESHOLD_=' in out
-    assert out.count('torch ') == 1  # the header once: re-run, not twice
+    assert out.count('torch ') == 1  # one header
     assert '| ours released |' in out
 
 

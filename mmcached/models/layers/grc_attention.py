@@ -47,6 +47,22 @@ def resize_tokens(x: torch.Tensor, length: int) -> torch.Tensor:
         x.transpose(1, 2), size=length, mode='nearest').transpose(1, 2)
 
 
+def _columns(weight: torch.Tensor, d: int,
+             cache_first: bool) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Columns of a cache weight (*, 2d) acting on (summary, cache): its input
+    is [C; s] when ``cache_first`` (released) and [s; C] otherwise (paper)."""
+    if cache_first:
+        return weight[:, d:], weight[:, :d]
+    return weight[:, :d], weight[:, d:]
+
+
+def _pair_rows(C: int, device) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Output channels o of a 2-channel-group conv and o % 2, the position
+    of o's own input channel within its group."""
+    rows = torch.arange(C, device=device)
+    return rows, rows % 2
+
+
 class _PairConvTokens(torch.autograd.Function):
     """A conv whose groups hold 2 input and 2 output channels, over tokens
     (B, h*w, C) on their grid; returns tokens (B, h*w, C).
@@ -83,9 +99,9 @@ class _PairConvTokens(torch.autograd.Function):
 
     @staticmethod
     def split(weight):
-        C = weight.shape[0]
-        rows = torch.arange(C, device=weight.device)
-        own = rows % 2
+        """Depthwise kernels (C, 1, kh, kw): ``own`` (output o reads o) and
+        ``cross`` (channel c read by output c ^ 1)."""
+        rows, own = _pair_rows(weight.shape[0], weight.device)
         return weight[rows, own].unsqueeze(1), \
             weight[rows ^ 1, own].unsqueeze(1)
 
@@ -113,8 +129,7 @@ class _PairConvTokens(torch.autograd.Function):
         if need_in:
             g_tokens = g_in.add_(g_in2).flatten(2).transpose(1, 2)
         if mask[1]:
-            rows = torch.arange(C, device=grid.device)
-            own = rows % 2
+            rows, own = _pair_rows(C, grid.device)
             g_weight = g_own.new_zeros(C, 2, *g_own.shape[2:])
             g_weight[rows, own] = g_own[:, 0]
             g_weight[rows ^ 1, own] = g_cross[:, 0]
@@ -202,7 +217,8 @@ class _CacheUpdate(torch.autograd.Function):
                 mem_first):
         B, T, d = S.shape
         S2 = S.reshape(B * T, d)
-        w_gs, w_gm, w_cs, w_cm = _CacheUpdate.split(w_g, w_c, mem_first)
+        w_gs, w_gm = _columns(w_g, d, mem_first)
+        w_cs, w_cm = _columns(w_c, d, mem_first)
         # gates: S W_gs^T + (C W_gm^T + b), the cache term once per batch
         sig = torch.mm(S2, w_gs.t()).view(B, T, 2 * d)
         sig.add_(torch.addmm(b_g, mem[0], w_gm.t())).sigmoid_()
@@ -224,20 +240,12 @@ class _CacheUpdate(torch.autograd.Function):
         return new
 
     @staticmethod
-    def split(w_g, w_c, mem_first):
-        """Columns acting on the summary and on the cache, of both weights:
-        (w_gs, w_gm, w_cs, w_cm)."""
-        d = w_c.shape[0]
-        s, m = (slice(d, None), slice(None, d)) if mem_first else \
-            (slice(None, d), slice(d, None))
-        return w_g[:, s], w_g[:, m], w_c[:, s], w_c[:, m]
-
-    @staticmethod
     def backward(ctx, grad):
         (S, mem, sig, z, act, mean, rstd, diff, w_g, w_c, ln_w,
          ln_b) = ctx.saved_tensors
         B, T, d = S.shape
-        w_gs, _, w_cs, w_cm = _CacheUpdate.split(w_g, w_c, ctx.mem_first)
+        w_gs = _columns(w_g, d, ctx.mem_first)[0]
+        w_cs, w_cm = _columns(w_c, d, ctx.mem_first)
         S2 = S.reshape(B * T, d)
         g_reset, g_update = sig[..., :d], sig[..., d:]
         g_gates = torch.empty_like(sig)
@@ -253,8 +261,8 @@ class _CacheUpdate(torch.autograd.Function):
         # Weight gradients are written into full-size buffers by column
         # block, so no zero-filled slice gradients are summed afterwards.
         g_w_g, g_w_c = torch.empty_like(w_g), torch.empty_like(w_c)
-        g_w_gs, g_w_gm, g_w_cs, g_w_cm = _CacheUpdate.split(
-            g_w_g, g_w_c, ctx.mem_first)
+        g_w_gs, g_w_gm = _columns(g_w_g, d, ctx.mem_first)
+        g_w_cs, g_w_cm = _columns(g_w_c, d, ctx.mem_first)
         torch.mm(g_z2.t(), (g_reset * mem).view(B * T, d), out=g_w_cm)
         torch.mm(g_z2.t(), S2, out=g_w_cs)
         g_b_c = g_z2.sum(0)
@@ -330,19 +338,17 @@ class GatedRecurrentCache(BaseModule):
         self.candidate = nn.Linear(2 * d, d)
         self.candidate_norm = build_norm_layer(norm_cfg, d)[1] \
             if mode == 'released' else nn.Identity()
+        norm = self.candidate_norm
+        # what _CacheUpdate computes in place of the candidate norm
+        self._plain_norm = isinstance(norm, nn.Identity) or (
+            type(norm) is nn.LayerNorm and norm.elementwise_affine
+            and norm.bias is not None and len(norm.normalized_shape) == 1)
         self.register_buffer('memory', torch.zeros(1, self.cache_len, d))
         self._pre_update = None  # the cache before the last training update
 
     def reset(self) -> None:
         """Empty the cache (zeros), e.g. before fine-tuning on a new task."""
         self.memory.zero_()
-
-    def _split(self, weight: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Columns of a ``[*, 2 * D_m]`` weight acting on (cache, summary)."""
-        d = self.cache_dims
-        if self.mode == 'released':  # input order [C; s]
-            return weight[:, :d], weight[:, d:]
-        return weight[:, d:], weight[:, :d]  # paper: [s; C]
 
     def forward(self, summary: torch.Tensor) -> torch.Tensor:
         """Update the cache from ``summary`` (B, T_m, D_m); return C_t."""
@@ -360,7 +366,7 @@ class GatedRecurrentCache(BaseModule):
             # A copy: autograd saves it, and _write updates the buffer in
             # place afterwards (in place keeps DDP's references valid).
             mem = self.memory.to(summary.dtype, copy=True)
-        if self._fusable(summary, mem):
+        if self._fusable(summary):
             new = self._fused_update(summary, mem)
         else:
             new = self._update(summary, mem)
@@ -374,36 +380,29 @@ class GatedRecurrentCache(BaseModule):
         """The update as plain ops: C_t (B, T_m, D_m)."""
         # The cache is shared by the batch: its half of the gate matmul is
         # computed once, not B times as a concatenated input would.
-        w_mem, w_sum = self._split(self.gates.weight)
+        d, cache_first = self.cache_dims, self.mode == 'released'
+        w_sum, w_mem = _columns(self.gates.weight, d, cache_first)
         gates = F.linear(summary, w_sum) + F.linear(mem, w_mem, self.gates.bias)
         g_reset, g_update = torch.sigmoid(gates).chunk(2, dim=-1)
         reset_mem = g_reset * mem
-        w_mem, w_sum = self._split(self.candidate.weight)
+        w_sum, w_mem = _columns(self.candidate.weight, d, cache_first)
         cand = F.linear(reset_mem, w_mem, self.candidate.bias) + \
             F.linear(summary, w_sum)
         if self.mode == 'released':
             cand = self.candidate_norm(F.gelu(cand))
         return mem + g_update * (cand.to(mem.dtype) - mem)
 
-    def _fusable(self, summary: torch.Tensor, mem: torch.Tensor) -> bool:
+    def _fusable(self, summary: torch.Tensor) -> bool:
         """Whether :class:`_CacheUpdate` applies: a forward with grad
-        enabled, not traced, in one floating dtype, without autocast (which
-        casts per op), with a plain LayerNorm as the released candidate
-        norm."""
+        enabled, not traced, in one floating dtype (the cache copy is made
+        in the summary's), without autocast (which casts per op), with a
+        plain LayerNorm as the released candidate norm."""
         # Tracing (FLOP counting, export) must see the plain ops.
-        if not (self.fused and torch.is_grad_enabled()) or \
-                torch.jit.is_tracing():
+        if not (self.fused and self._plain_norm and torch.is_grad_enabled()) \
+                or torch.jit.is_tracing() \
+                or torch.is_autocast_enabled(summary.device.type):
             return False
-        if torch.is_autocast_enabled(summary.device.type):
-            return False
-        dtype = summary.dtype
-        if mem.dtype != dtype or any(
-                p.dtype != dtype for p in self.parameters()):
-            return False
-        norm = self.candidate_norm
-        return isinstance(norm, nn.Identity) or (
-            type(norm) is nn.LayerNorm and norm.elementwise_affine
-            and norm.bias is not None and len(norm.normalized_shape) == 1)
+        return all(p.dtype == summary.dtype for p in self.parameters())
 
     def _fused_update(self, summary: torch.Tensor,
                       mem: torch.Tensor) -> torch.Tensor:

@@ -464,12 +464,12 @@ def test_fused_update_only_where_it_applies():
     """Eval / no-grad and autocast run the plain ops."""
     m = GRCAttention(8, 2, cache_len=4).train()
     s = torch.randn(2, 4, 4)
-    assert m.cache._fusable(s, m.cache.memory)
+    assert m.cache._fusable(s)
     with torch.no_grad():
-        assert not m.cache._fusable(s, m.cache.memory)
+        assert not m.cache._fusable(s)
     with torch.autocast('cpu', dtype=torch.bfloat16):
-        assert not m.cache._fusable(s, m.cache.memory)
-    assert not m.cache._fusable(s.double(), m.cache.memory)
+        assert not m.cache._fusable(s)
+    assert not m.cache._fusable(s.double())
 
 
 @pytest.mark.parametrize('train', [True, False])
