@@ -7,9 +7,7 @@ registered here is registered in the root registry too, so a bare
 alike: child scopes fall back to the root, never to their siblings.
 """
 from mmengine.registry import DATASETS as ROOT_DATASETS
-from mmengine.registry import METRICS as ROOT_METRICS
 from mmengine.registry import MODELS as ROOT_MODELS
-from mmengine.registry import TRANSFORMS as ROOT_TRANSFORMS
 from mmengine.registry import Registry
 
 
@@ -28,5 +26,3 @@ def _registry(name, parent, location):
 
 MODELS = _registry('model', ROOT_MODELS, 'mmcached.models')
 DATASETS = _registry('dataset', ROOT_DATASETS, 'mmcached.datasets')
-TRANSFORMS = _registry('transform', ROOT_TRANSFORMS, 'mmcached.datasets')
-METRICS = _registry('metric', ROOT_METRICS, 'mmcached.evaluation')

@@ -19,7 +19,7 @@ cfg = Config.fromfile(sys.argv[1])
 path, scope = Config._get_cfg_path('mmcached::{base}', '')
 print('RESOLVED', path)
 print('SCOPE', cfg.default_scope)
-print('RATIO', cfg.model.backbone.cache_ratio)
+print('RATIO', cfg.model.backbone.cache_cfg.cache_ratio)
 print('IMPORTS', cfg.custom_imports['imports'])
 """.format(base=BASE)
 
@@ -27,7 +27,7 @@ print('IMPORTS', cfg.custom_imports['imports'])
 def _user_config(tmp_path):
     cfg = tmp_path / 'my_config.py'
     cfg.write_text(f"_base_ = 'mmcached::{BASE}'\n"
-                   'model = dict(backbone=dict(cache_ratio=0.25))\n')
+                   'model = dict(backbone=dict(cache_cfg=dict(cache_ratio=0.25)))\n')
     return str(cfg)
 
 

@@ -12,9 +12,9 @@ import pytest
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 CASES = {
-    'configs/embedded/cached-vit_digits.py': dict(
+    'configs/embedded/cached-vit-mini-p8_1xb64-40e_digits.py': dict(
         n_train=128, n_test=60, metrics=['accuracy/top1']),
-    'configs/embedded/cached-pvt_mask-rcnn_shapes.py': dict(
+    'configs/embedded/mask-rcnn_cached-pvt-mini_fpn_1xb4-10e_shapes.py': dict(
         n_train=8, n_test=4, metrics=['coco/bbox_mAP', 'coco/segm_mAP']),
 }
 

@@ -12,11 +12,11 @@ set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VENV=${MMCACHED_VENV:-$REPO/.venv}
 TASK=digits
-PREFIX=cached-
+UNCACHED=0
 for arg in "$@"; do
   case "$arg" in
     digits|shapes|all) TASK=$arg ;;
-    --uncached) PREFIX= ;;
+    --uncached) UNCACHED=1 ;;
     -h|--help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "run_embedded.sh: unknown argument '$arg' (try --help)" >&2; exit 2 ;;
   esac
@@ -25,13 +25,17 @@ done
 main() {
   bash "$REPO/tools/setup_env.sh" --venv "$VENV"
   cd "$REPO"
+  local digits=configs/embedded/cached-vit-mini-p8_1xb64-40e_digits.py
+  local shapes=configs/embedded/mask-rcnn_cached-pvt-mini_fpn_1xb4-10e_shapes.py
   local configs=()
   case "$TASK" in
-    digits) configs=("configs/embedded/${PREFIX}vit_digits.py") ;;
-    shapes) configs=("configs/embedded/${PREFIX}pvt_mask-rcnn_shapes.py") ;;
-    all) configs=("configs/embedded/${PREFIX}vit_digits.py"
-                  "configs/embedded/${PREFIX}pvt_mask-rcnn_shapes.py") ;;
+    digits) configs=("$digits") ;;
+    shapes) configs=("$shapes") ;;
+    all) configs=("$digits" "$shapes") ;;
   esac
+  if [ "$UNCACHED" = 1 ]; then  # the twin: the same name without cached-
+    configs=("${configs[@]/cached-/}")
+  fi
   local summary=()
   for cfg in "${configs[@]}"; do
     local name work start ckpt

@@ -110,7 +110,7 @@ print(f'py{sys.version_info[0]}{sys.version_info[1]}-torch{torch.__version__}-{f
   step "mmengine, mmdet, mmpretrain and their undeclared imports"
   # mmcv's own requirements (mmengine, opencv, ...) come with the pinned stack.
   "${PIP[@]}" -r "$REPO/requirements/mminstall.txt" -r "$REPO/requirements/runtime.txt" \
-      -r "$REPO/requirements/tests.txt"
+      -r "$REPO/requirements/tests.txt" -r "$REPO/requirements/lint.txt"
 
   step "mmcached (editable)"
   "${PIP[@]}" --no-deps --no-build-isolation -e "$REPO"

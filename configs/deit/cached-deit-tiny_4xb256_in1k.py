@@ -1,11 +1,51 @@
-# Cached DeiT-Tiny (ViT with GRC attention, cache ratio 0.5) on ImageNet-1k:
-# deit-tiny_4xb256_in1k.py with the cached backbone, same recipe.
-data_root = 'data/imagenet/'
+# Cached DeiT-Tiny on ImageNet-1k, the base of the DeiT configs: mmpretrain's
+# deit/deit-tiny_4xb256_in1k.py (its bases, model and recipe) with GRC
+# attention in every layer (CachedViT, cache ratio 0.5, cache length 197 =
+# patches + class token at 224 px), on our ImageNet data settings. Other sizes
+# set `arch` as mmpretrain's configs do; each uncached twin (same name without
+# `cached-`) sets `cached_stages=[]`.
+_base_ = [
+    '../_base_/datasets/imagenet_bs64_swin_224.py',
+    'mmpretrain::_base_/schedules/imagenet_bs1024_adamw_swin.py',
+    'mmpretrain::_base_/default_runtime.py'
+]
+custom_imports = dict(imports=['mmcached'], allow_failed_imports=False)
 
-_base_ = './deit-tiny_4xb256_in1k.py'
+model = dict(
+    type='ImageClassifier',
+    backbone=dict(
+        type='CachedViT',
+        arch='deit-tiny',
+        cache_cfg=dict(
+            type='GRCAttention', cache_ratio=0.5, mode='released'),
+        img_size=224,
+        patch_size=16),
+    neck=None,
+    head=dict(
+        type='VisionTransformerClsHead',
+        num_classes=1000,
+        in_channels=192,
+        loss=dict(
+            type='LabelSmoothLoss', label_smooth_val=0.1, mode='original'),
+    ),
+    init_cfg=[
+        dict(type='TruncNormal', layer='Linear', std=.02),
+        dict(type='Constant', layer='LayerNorm', val=1., bias=0.),
+    ],
+    train_cfg=dict(augments=[
+        dict(type='Mixup', alpha=0.8),
+        dict(type='CutMix', alpha=1.0)
+    ]),
+)
 
-model = dict(backbone=dict(type='CachedViT', cache_ratio=0.5))
-
-train_dataloader = dict(dataset=dict(type='CheckedImageNet', data_root=data_root))
-val_dataloader = dict(dataset=dict(type='CheckedImageNet', data_root=data_root))
-test_dataloader = val_dataloader
+train_dataloader = dict(batch_size=256)
+optim_wrapper = dict(
+    paramwise_cfg=dict(
+        norm_decay_mult=0.0,
+        bias_decay_mult=0.0,
+        custom_keys={
+            '.cls_token': dict(decay_mult=0.0),
+            '.pos_embed': dict(decay_mult=0.0)
+        }),
+    clip_grad=dict(max_norm=5.0),
+)

@@ -1,10 +1,5 @@
-# DeiT-Small on ImageNet-1k: mmpretrain's config and recipe (the uncached
-# baseline of cached-deit-small_4xb256_in1k.py), with our data root.
-data_root = 'data/imagenet/'
+# DeiT-Small on ImageNet-1k, the uncached baseline: the cached config with
+# nothing cached, i.e. mmpretrain's VisionTransformer layer for layer.
+_base_ = './cached-deit-small_4xb256_in1k.py'
 
-_base_ = 'mmpretrain::deit/deit-small_4xb256_in1k.py'
-custom_imports = dict(imports=['mmcached'], allow_failed_imports=False)
-
-train_dataloader = dict(dataset=dict(type='CheckedImageNet', data_root=data_root))
-val_dataloader = dict(dataset=dict(type='CheckedImageNet', data_root=data_root))
-test_dataloader = val_dataloader
+model = dict(backbone=dict(cached_stages=[]))

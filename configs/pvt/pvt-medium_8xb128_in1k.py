@@ -1,11 +1,7 @@
-# PVT-Medium on ImageNet-1k (uncached baseline); recipe of pvt-tiny with drop
-# path 0.3.
-data_root = 'data/imagenet/'
+# PVT-Medium on ImageNet-1k, the uncached baseline: the cached config with
+# nothing cached, i.e. mmdet's PyramidVisionTransformer layer for layer and
+# weight name for weight name (returning a tuple, which mmpretrain's neck
+# needs).
+_base_ = './cached-pvt-medium_8xb128_in1k.py'
 
-_base_ = './pvt-tiny_8xb128_in1k.py'
-
-model = dict(backbone=dict(num_layers=[3, 4, 18, 3], drop_path_rate=0.3))
-
-train_dataloader = dict(dataset=dict(type='CheckedImageNet', data_root=data_root))
-val_dataloader = dict(dataset=dict(type='CheckedImageNet', data_root=data_root))
-test_dataloader = val_dataloader
+model = dict(backbone=dict(cached_stages=[]))

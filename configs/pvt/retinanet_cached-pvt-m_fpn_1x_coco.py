@@ -1,11 +1,6 @@
-# RetinaNet with cached PVT-M + FPN, COCO 1x: the cached twin of
-# retinanet_pvt-m_fpn_1x_coco.py. retinanet_cached-pvt-t_fpn_1x_coco.py with the
-# Medium backbone, started from configs/pvt/cached-pvt-medium_8xb128_in1k.py
-# with the caches reset to zeros.
+# RetinaNet with cached PVT-M + FPN, COCO 1x (recipe of the PVT-T config).
+_base_ = './retinanet_cached-pvt-t_fpn_1x_coco.py'
 checkpoint = 'work_dirs/cached-pvt-medium_8xb128_in1k/epoch_300.pth'
 
-_base_ = './retinanet_cached-pvt-t_fpn_1x_coco.py'
-
 model = dict(
-    backbone=dict(
-        num_layers=[3, 4, 18, 3], init_cfg=dict(checkpoint=checkpoint)))
+    backbone=dict(arch='medium', init_cfg=dict(checkpoint=checkpoint)))

@@ -1,10 +1,8 @@
-# RetinaNet with PVT-M + FPN, COCO 1x: the uncached baseline of
-# retinanet_cached-pvt-m_fpn_1x_coco.py. retinanet_pvt-t_fpn_1x_coco.py (recipe, data,
-# data_root) with the Medium backbone, as mmdet's own PVT configs do.
+# RetinaNet with PVT-M + FPN, COCO 1x, the uncached baseline: the cached
+# config with nothing cached (mmdet's PyramidVisionTransformer layer for
+# layer), started from the uncached ImageNet run.
+_base_ = './retinanet_cached-pvt-m_fpn_1x_coco.py'
 checkpoint = 'work_dirs/pvt-medium_8xb128_in1k/epoch_300.pth'
 
-_base_ = './retinanet_pvt-t_fpn_1x_coco.py'
-
 model = dict(
-    backbone=dict(num_layers=[3, 4, 18, 3]),
-    init_cfg=dict(checkpoint=checkpoint))
+    backbone=dict(cached_stages=[], init_cfg=dict(checkpoint=checkpoint)))

@@ -1,12 +1,19 @@
-# Cached PVTv2-B2 on ImageNet-1k: pvtv2-b2_8xb128_in1k.py with GRC
-# attention (cache ratio 0.5), same recipe.
-data_root = 'data/imagenet/'
-
-_base_ = './pvtv2-b2_8xb128_in1k.py'
+# Cached PVTv2-B2 on ImageNet-1k, the base of the PVTv2 classification
+# configs: mmdet's PyramidVisionTransformerV2 with GRC attention in every
+# layer (CachedPVTv2, cache ratio 0.5), with the PVT recipe of
+# ../pvt/cached-pvt-tiny_8xb128_in1k.py and drop path 0.1. Other sizes set
+# `arch`; each uncached twin (same name without `cached-`) sets
+# `cached_stages=[]`.
+_base_ = '../pvt/cached-pvt-tiny_8xb128_in1k.py'
 
 model = dict(
-    backbone=dict(type='CachedPVTv2', cached_stages=None, cache_ratio=0.5))
-
-train_dataloader = dict(dataset=dict(type='CheckedImageNet', data_root=data_root))
-val_dataloader = dict(dataset=dict(type='CheckedImageNet', data_root=data_root))
-test_dataloader = val_dataloader
+    backbone=dict(
+        _delete_=True,  # PVTv2 fixes norm_after_stage itself
+        type='CachedPVTv2',
+        arch='b2',
+        cache_cfg=dict(
+            type='GRCAttention', cache_ratio=0.5, mode='released'),
+        pretrain_img_size=224,
+        out_indices=(3, ),
+        drop_path_rate=0.1,
+        init_cfg=None))

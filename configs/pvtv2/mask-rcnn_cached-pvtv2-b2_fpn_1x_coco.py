@@ -1,30 +1,19 @@
-# Mask R-CNN with cached PVTV2-B2 + FPN, COCO 1x: mask-rcnn_pvtv2-b2_fpn_1x_coco.py with
-# GRC attention. The backbone starts from the cached ImageNet run of
-# configs/pvtv2/cached-pvtv2-b2_8xb128_in1k.py, with the caches reset to zeros
-# (reset_cache=True) as in the paper.
-data_root = 'data/coco/'
+# Mask R-CNN with cached PVTv2-B2 + FPN, COCO 1x: the recipe of
+# ../pvt/mask-rcnn_cached-pvt-t_fpn_1x_coco.py with the PVTv2-B2 backbone,
+# started from the cached ImageNet run of cached-pvtv2-b2_8xb128_in1k.py, its
+# caches reset to zeros.
+_base_ = '../pvt/mask-rcnn_cached-pvt-t_fpn_1x_coco.py'
 checkpoint = 'work_dirs/cached-pvtv2-b2_8xb128_in1k/epoch_300.pth'
-
-_base_ = './mask-rcnn_pvtv2-b2_fpn_1x_coco.py'
 
 model = dict(
     backbone=dict(
+        _delete_=True,  # PVTv2 fixes norm_after_stage itself
         type='CachedPVTv2',
-        cache_ratio=0.5,
+        arch='b2',
+        cache_cfg=dict(
+            type='GRCAttention', cache_ratio=0.5, mode='released'),
         reset_cache=True,
-        # our checkpoints already have mmdet's weight names
+        out_indices=(0, 1, 2, 3),
         convert_weights=False,
         init_cfg=dict(
-            _delete_=True,  # the baseline's backbone has init_cfg=None
-            type='Pretrained',
-            checkpoint=checkpoint,
-            prefix='backbone.')),
-    init_cfg=None)
-
-train_dataloader = dict(
-    dataset=dict(type='CheckedCocoDataset', data_root=data_root))
-val_dataloader = dict(
-    dataset=dict(type='CheckedCocoDataset', data_root=data_root))
-test_dataloader = val_dataloader
-val_evaluator = dict(ann_file=data_root + 'annotations/instances_val2017.json')
-test_evaluator = val_evaluator
+            type='Pretrained', checkpoint=checkpoint, prefix='backbone.')))

@@ -1,12 +1,4 @@
-# Cached Swin-Small (GRC attention in the window attention, cache
-# ratio 0.5) on ImageNet-1k: swin-small_16xb64_in1k.py with GRC, same recipe.
-data_root = 'data/imagenet/'
+# Cached Swin-S on ImageNet-1k (recipe of cached-swin-tiny, drop path 0.3).
+_base_ = './cached-swin-tiny_16xb64_in1k.py'
 
-_base_ = './swin-small_16xb64_in1k.py'
-
-model = dict(
-    backbone=dict(type='CachedSwin', cached_stages=None, cache_ratio=0.5))
-
-train_dataloader = dict(dataset=dict(type='CheckedImageNet', data_root=data_root))
-val_dataloader = dict(dataset=dict(type='CheckedImageNet', data_root=data_root))
-test_dataloader = val_dataloader
+model = dict(backbone=dict(arch='small', drop_path_rate=0.3))

@@ -1,12 +1,30 @@
-# Cached Swin-Tiny (GRC attention in the window attention, cache
-# ratio 0.5) on ImageNet-1k: swin-tiny_16xb64_in1k.py with GRC, same recipe.
-data_root = 'data/imagenet/'
-
-_base_ = './swin-tiny_16xb64_in1k.py'
+# Cached Swin-T on ImageNet-1k, the base of the Swin classification configs:
+# mmdet's SwinTransformer with GRC attention in every block (CachedSwin,
+# cache ratio 0.5, caches spatially reduced by (8, 4, 2, 1)), with
+# mmpretrain's Swin-T model and recipe (swin-tiny_16xb64_in1k.py: AdamW lr
+# 1e-3 at 1024 images, wd 0.05, 300 epochs cosine, 20 warm-up epochs, drop
+# path 0.2). mmdet's backbone (not mmpretrain's) so that the detection
+# configs load the checkpoint as is. Other sizes set `arch`; each uncached
+# twin (same name without `cached-`) sets `cached_stages=[]`.
+_base_ = [
+    'mmpretrain::_base_/models/swin_transformer/tiny_224.py',
+    '../_base_/datasets/imagenet_bs64_swin_224.py',
+    'mmpretrain::_base_/schedules/imagenet_bs1024_adamw_swin.py',
+    'mmpretrain::_base_/default_runtime.py'
+]
+custom_imports = dict(imports=['mmcached'], allow_failed_imports=False)
 
 model = dict(
-    backbone=dict(type='CachedSwin', cached_stages=None, cache_ratio=0.5))
+    backbone=dict(
+        _delete_=True,
+        type='CachedSwin',
+        arch='tiny',
+        cache_cfg=dict(
+            type='GRCAttention', cache_ratio=0.5, mode='released'),
+        pretrain_img_size=224,
+        drop_path_rate=0.2,
+        out_indices=(3, ),
+        convert_weights=False,
+        init_cfg=None))
 
-train_dataloader = dict(dataset=dict(type='CheckedImageNet', data_root=data_root))
-val_dataloader = dict(dataset=dict(type='CheckedImageNet', data_root=data_root))
-test_dataloader = val_dataloader
+optim_wrapper = dict(clip_grad=dict(max_norm=5.0))

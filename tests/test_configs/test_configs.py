@@ -14,7 +14,7 @@ REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIGS = sorted(
     osp.relpath(p, REPO)
     for p in glob.glob(osp.join(REPO, 'configs', '**', '*.py'), recursive=True)
-    if not osp.basename(p).startswith('_'))
+    if '_base_' not in p.split(osp.sep))
 # Build only (running them on CPU would take most of the test budget); the
 # tiny members of each family run.
 LARGE = re.compile(r'medium|pvt-m_|pvtv2-b[1345]|deit-(small|base)|'
@@ -60,7 +60,8 @@ def test_configs_found():
     for must in ('cached-pvt-tiny_8xb128_in1k.py', 'pvt-tiny_8xb128_in1k.py',
                  'mask-rcnn_cached-pvt-t_fpn_1x_coco.py',
                  'retinanet_cached-pvt-t_fpn_1x_coco.py',
-                 'cached-vit_digits.py', 'cached-pvt_mask-rcnn_shapes.py'):
+                 'cached-vit-mini-p8_1xb64-40e_digits.py',
+                 'mask-rcnn_cached-pvt-mini_fpn_1xb4-10e_shapes.py'):
         assert must in names
 
 
@@ -78,28 +79,37 @@ def test_config_loads(path):
         assert cfg.train_dataloader.dataset.data_root == cfg.data_root
     name = osp.basename(path)
     backbone = cfg.model.backbone
-    # Uncached baselines may be a Cached* backbone with no cached stage.
-    has_grc = backbone.type.startswith('Cached') and \
-        backbone.get('cached_stages', None) != []
+    # One spelling everywhere: a Cached* backbone, cached or not.
+    assert backbone.type.startswith('Cached')
     if name.startswith('cached-') or '_cached-' in name:
-        assert has_grc
+        assert backbone.get('cached_stages', None) is None
         twin = osp.join(osp.dirname(path), name.replace('cached-', ''))
         assert twin in CONFIGS, f'no uncached twin {twin}'
         if cfg.default_scope == 'mmdet' and 'shapes' not in name:
             assert cfg.model.backbone.reset_cache is True
             assert cfg.model.backbone.init_cfg.prefix == 'backbone.'
     else:
-        assert not has_grc
+        assert backbone.cached_stages == []
 
 
-@pytest.mark.parametrize('name', ['digits', 'shapes'])
-def test_embedded_twins_differ_only_in_cache(name):
-    paths = sorted(p for p in CONFIGS if 'embedded' in p and name in p)
-    assert len(paths) == 2 and 'cached-' in paths[0]
-    cached, plain = (Config.fromfile(osp.join(REPO, p)).to_dict()
-                     for p in paths)
+TWINS = [p for p in CONFIGS if 'cached-' in osp.basename(p)]
+
+
+@pytest.mark.parametrize('path', TWINS)
+def test_twins_differ_only_in_cache(path):
+    """The uncached twin is the cached config with cached_stages=[] (and,
+    for detection, its own ImageNet checkpoint)."""
+    cached = _load(path).to_dict()
+    plain = _load(path.replace('cached-', '')).to_dict()
     assert plain['model']['backbone'].pop('cached_stages') == []
     assert cached['model']['backbone'].pop('cached_stages', None) is None
+    if cached.get('checkpoint'):
+        assert plain['checkpoint'] == cached['checkpoint'].replace(
+            'cached-', '')
+        for cfg in (cached, plain):
+            init = cfg['model']['backbone']['init_cfg']
+            assert init['checkpoint'] == cfg.pop('checkpoint')
+            init.pop('checkpoint')
     assert cached == plain
 
 
@@ -178,7 +188,7 @@ def test_demo_draws_detections(tmp_path):
     spec.loader.exec_module(demo)
     out = str(tmp_path / 'out' / 'vis.png')
     cfg = osp.join(REPO, 'configs', 'embedded',
-                   'cached-pvt_mask-rcnn_shapes.py')
+                   'mask-rcnn_cached-pvt-mini_fpn_1xb4-10e_shapes.py')
     demo.main([osp.join(root, 'val', '00000.png'), cfg, '--out-file', out])
     import mmcv
     assert mmcv.imread(out).shape == (128, 128, 3)

@@ -31,7 +31,11 @@ def test_benchmark_tiny():
     # the FLOP-parity ratio: cached models have more FLOPs, so below 1
     parity = [float(line.split('it would be ')[1].split()[0])
               for line in out.splitlines() if 'at equal FLOP rates' in line]
-    assert len(parity) == 2 and all(0 < p < 1 for p in parity)
+    assert len(parity) == 4 and all(0 < p < 1 for p in parity)
+    # each fast node measured on and off
+    for node in ('cache_update', 'head_mix', 'pair_conv'):
+        assert f'| ours released, only {node} |' in out
+        assert f'| {node} |' in out
 
 
 def test_benchmark_keep_heap_reruns_with_glibc_tunables():

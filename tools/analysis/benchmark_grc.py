@@ -41,7 +41,9 @@ import torch.nn.functional as F
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 
+from mmcached.models.layers import grc_fast  # noqa: E402
 from mmcached.models.layers.grc_attention import GRCAttention  # noqa: E402
+from mmcached.models.layers.grc_fast import NODES  # noqa: E402
 
 
 def parse_args():
@@ -222,31 +224,39 @@ def layer_benchmark(args, device):
         return GRCAttention(dim, heads, cache_len=hw, mode=mode,
                             sr_ratio=sr)
 
+    # name -> (module, fast nodes used by its steps)
     variants = OrderedDict()
-    variants['uncached'] = HostOnly(SRAttention(dim, heads, sr))
-    variants['ours released'] = HostWithGRC(SRAttention(dim, heads, sr),
-                                            grc('released'))
-    variants['ours paper'] = HostWithGRC(SRAttention(dim, heads, sr),
-                                         grc('paper'))
+    variants['uncached'] = (HostOnly(SRAttention(dim, heads, sr)), ())
+    for mode in ('released', 'paper'):
+        m = HostWithGRC(SRAttention(dim, heads, sr), grc(mode))
+        variants[f'ours {mode}'] = (m, NODES)
+        variants[f'ours {mode}, plain'] = (m, ())
+        if mode == 'released':  # each node on its own, and left out
+            for node in NODES:
+                variants[f'ours released, only {node}'] = (m, (node, ))
+                variants[f'ours released, no {node}'] = (
+                    m, tuple(k for k in NODES if k != node))
     if args.reference:
         from released_loader import load_released
         grc_mod, pvt_mod = load_released(args.reference)
         kw = dict(num_heads=heads, qkv_bias=True, sr_ratio=sr)
-        variants['released host only'] = HostOnly(
-            pvt_mod.Attention(dim, **kw), released_host=True)
-        variants['released'] = Released(grc_mod.GRC_Self_Attention(
+        variants['released host only'] = (HostOnly(
+            pvt_mod.Attention(dim, **kw), released_host=True), ())
+        variants['released'] = (Released(grc_mod.GRC_Self_Attention(
             dim, attention_func=pvt_mod.Attention, cache_ratio=0.5,
-            cls_dim=0, **kw))
-        variants['ours released, released host'] = HostWithGRC(
+            cls_dim=0, **kw)), ())
+        variants['ours released, released host'] = (HostWithGRC(
             pvt_mod.Attention(dim, **kw), grc('released'),
-            released_host=True)
-    for m in variants.values():
+            released_host=True), NODES)
+    for m, _ in variants.values():
         m.to(device).train()
     x = torch.randn(B, n, dim, device=device)
 
-    def make_step(m):
+    def make_step(variant):
+        m, nodes = variant
 
         def step():
+            grc_fast.set_fast_path(nodes)
             xi = x.clone().requires_grad_(True)
             m(xi, hw).sum().backward()
             m.zero_grad(set_to_none=True)
@@ -261,6 +271,17 @@ def layer_benchmark(args, device):
          'ours released, released host', 'released'),
     ]
     report('one layer, forward + backward', res, 'uncached', B, extra)
+    print('\n### fast nodes, released mode: share of the layer\'s forward + '
+          'backward time each saves\n')
+    print('| node | alone, vs all plain | left out, vs all on |')
+    print('|---|---|---|')
+    plain, on = res['ours released, plain'][0], res['ours released'][0]
+    for node in NODES:
+        alone = res[f'ours released, only {node}'][0]
+        without = res[f'ours released, no {node}'][0]
+        print(f'| {node} | {(plain - alone) / plain:+.1%} | '
+              f'{(without - on) / without:+.1%} |')
+    print(f'- all nodes: {(plain - on) / plain:+.1%} of the plain layer')
     if 'released' in res:
         host = res['released host only'][0]
         r_over = res['released'][0] - host
@@ -280,25 +301,27 @@ def model_benchmark(args, device):
     tiny = dict(embed_dims=64, num_heads=[1, 2, 5, 8],
                 num_layers=[2, 2, 2, 2], pretrain_img_size=args.img_size,
                 init_cfg=None)
+    # name -> (model, fast nodes used by its steps)
     variants = OrderedDict()
-    variants['PVT-Tiny'] = MODELS.build(
-        dict(type='mmdet.PyramidVisionTransformer', **tiny))
-    try:
-        for mode in ('released', 'paper'):
-            variants[f'CachedPVT-Tiny {mode}'] = MODELS.build(
-                dict(type='mmcached.CachedPVT', arch='tiny',
-                     pretrain_img_size=args.img_size, grc_mode=mode,
-                     init_cfg=None))
-    except KeyError as e:
-        print(f'\n(CachedPVT not available: {e}; baseline only)')
+    variants['PVT-Tiny'] = (MODELS.build(
+        dict(type='mmdet.PyramidVisionTransformer', **tiny)), ())
+    for mode in ('released', 'paper'):
+        m = MODELS.build(
+            dict(type='mmcached.CachedPVT', arch='tiny',
+                 pretrain_img_size=args.img_size,
+                 cache_cfg=dict(mode=mode), init_cfg=None))
+        variants[f'CachedPVT-Tiny {mode}'] = (m, NODES)
+        variants[f'CachedPVT-Tiny {mode}, plain'] = (m, ())
     print(f'\nmodel: PVT-Tiny, B={B}, {args.img_size}px, training step')
-    for m in variants.values():
+    for m, _ in variants.values():
         m.to(device).train()
     x = torch.randn(B, 3, args.img_size, args.img_size, device=device)
 
-    def make_step(m):
+    def make_step(variant):
+        m, nodes = variant
 
         def step():
+            grc_fast.set_fast_path(nodes)
             outs = m(x)
             sum(o.float().mean() for o in outs).backward()
             m.zero_grad(set_to_none=True)
@@ -306,7 +329,7 @@ def model_benchmark(args, device):
         return step
 
     flops = {name: _gflops(m, args.img_size, device)
-             for name, m in variants.items()}
+             for name, (m, _) in variants.items()}
     res = measure(variants, make_step, device, args.iters, args.warmup)
     report('PVT-Tiny training step (forward + backward)', res, 'PVT-Tiny', B)
     base = res['PVT-Tiny'][0]

@@ -63,7 +63,7 @@ def parse_args():
                         help=f'subset of: {", ".join(MODELS_SPEC)}')
     parser.add_argument('--img-size', type=int, default=224)
     parser.add_argument('--num-classes', type=int, default=1000)
-    parser.add_argument('--grc-mode', default='released',
+    parser.add_argument('--mode', default='released',
                         choices=['released', 'paper'])
     parser.add_argument('--cache-ratio', type=float, default=0.5)
     return parser.parse_args()
@@ -132,15 +132,15 @@ def main():
     MMLogger.get_current_instance().setLevel('ERROR')
     names = args.models or list(MODELS_SPEC)
     print(f'{args.img_size} px, {args.num_classes}-class head, GRC mode '
-          f'{args.grc_mode!r}, cache ratio {args.cache_ratio}; FLOPs as '
+          f'{args.mode!r}, cache ratio {args.cache_ratio}; FLOPs as '
           f'mmengine counts them (MACs) with SDPA counted\n')
     print('| model | variant | params (M) | paper | gap | GFLOPs | paper | '
           'gap |')
     print('|---|---|---|---|---|---|---|---|')
     for name in names:
         base_cfg, cached_cfg, paper_base, paper_cached = MODELS_SPEC[name]
-        cached_cfg = dict(cached_cfg, grc_mode=args.grc_mode,
-                          cache_ratio=args.cache_ratio)
+        cached_cfg = dict(cached_cfg, cache_cfg=dict(
+            mode=args.mode, cache_ratio=args.cache_ratio))
         rows = []
         for variant, cfg, paper in (('baseline', base_cfg, paper_base),
                                     ('cached', cached_cfg, paper_cached)):

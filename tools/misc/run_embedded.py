@@ -1,7 +1,7 @@
 """Train an embedded config on CPU, then report its final metrics and wall
 time (how the figures in the docs were measured).
 
-    python tools/misc/run_embedded.py configs/embedded/cached-vit_digits.py
+    python tools/misc/run_embedded.py configs/embedded/cached-vit-mini-p8_1xb64-40e_digits.py
 
 Writes ``<work_dir>/embedded_result.json`` with the metrics of the last
 validation, the training wall time and the number of threads used.

@@ -1,8 +1,10 @@
-from .released_mapping import map_released_grc_state_dict
+from .cache_layer import BaseCacheLayer, build_cache_layer
 from .grc_attention import (GatedRecurrentCache, GRCAttention, reset_caches,
                             resize_tokens)
+from .released_mapping import map_released_grc_state_dict
 
 __all__ = [
-    'GatedRecurrentCache', 'GRCAttention', 'reset_caches', 'resize_tokens',
+    'BaseCacheLayer', 'build_cache_layer', 'GatedRecurrentCache',
+    'GRCAttention', 'reset_caches', 'resize_tokens',
     'map_released_grc_state_dict'
 ]

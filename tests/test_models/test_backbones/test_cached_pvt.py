@@ -77,8 +77,8 @@ def test_out_indices_and_selection():
 
 def test_cache_lens_and_modes():
     model = CachedPVT(
-        **TINY, cache_lens=[(8, 8), None, None, 10], grc_mode='paper',
-        cache_ratio=1.0)
+        **TINY, cache_lens=[(8, 8), None, None, 10],
+        cache_cfg=dict(mode='paper', cache_ratio=1.0))
     attns = [m for m in model.modules() if isinstance(m, GRCAttention)]
     assert attns[0].cache_len == 64 and attns[3].cache_len == 10
     assert attns[1].cache_grid == (28, 28)
@@ -159,16 +159,16 @@ def test_pretrained_uncached_checkpoint(tmp_path):
     (dict(cached_stages=[4]), 'cached_stages'),
     (dict(cached_stages=['a']), 'cached_stages'),
     (dict(cached_layers=[4]), 'cached_layers'),
-    (dict(cache_ratio=0), 'cache_ratio'),
-    (dict(cache_ratio=1.5), 'cache_ratio'),
-    (dict(cache_ratio=0.3), 'multiple of num_heads'),
-    (dict(grc_mode='fast'), 'grc_mode'),
+    (dict(cache_cfg=dict(cache_ratio=0)), 'cache_ratio'),
+    (dict(cache_cfg=dict(cache_ratio=1.5)), 'cache_ratio'),
+    (dict(cache_cfg=dict(cache_ratio=0.3)), 'multiple of num_heads'),
+    (dict(cache_cfg=dict(mode='fast')), 'mode'),
     (dict(cache_lens=[None, None]), 'cache_lens'),
     (dict(cache_lens=[100, None, None, None]), r'\(h, w\) grid'),
-    (dict(cache_lens=[(4, 4), None, None, None]), 'smaller'),
+    (dict(cache_lens=[(4, 4), None, None, None]), 'at least 8 x 8'),
     (dict(cache_lens=[(0, 4), None, None, None]), r'cache_lens\[0\]'),
     (dict(arch='huge'), 'arch'),
-    (dict(grc_cfg=dict(mode='paper')), 'grc_cfg'),
+    (dict(cache_cfg=dict(sr_ratio=2)), 'may not set'),
 ])
 def test_bad_args(kwargs, match):
     with pytest.raises(ValueError, match=match):

@@ -135,8 +135,8 @@ def test_reset_cache_after_pretrained(reset, tmp_path):
     (dict(cache_sr_ratios=(8, 4)), 'cache_sr_ratios'),
     (dict(cache_sr_ratios=(8, 4, 2, 0)), 'cache_sr_ratios'),
     (dict(cache_lens=[49, None, None, None]), r'\(h, w\) grid'),
-    (dict(cache_ratio=-1), 'cache_ratio'),
-    (dict(grc_mode=None), 'grc_mode'),
+    (dict(cache_cfg=dict(cache_ratio=-1)), 'cache_ratio'),
+    (dict(cache_cfg=dict(mode=None)), 'mode'),
     (dict(arch='giant'), 'arch'),
 ])
 def test_bad_args(kwargs, match):

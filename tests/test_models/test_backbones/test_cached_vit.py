@@ -23,9 +23,13 @@ def test_output_shapes(hw, out_type):
     assert isinstance(outs, tuple) and len(outs) == 2
     for out, ref in zip(outs, base(x)):
         assert out.shape == ref.shape
-    attn = model.layers[0].attn
-    # the layers saw the (possibly non-square) patch grid of this input
-    assert attn.hw_shape == tuple(-(-s // 16) for s in hw)
+    # the cache layers get the (possibly non-square) patch grid of this
+    # input through the forward
+    seen = []
+    model.layers[0].attn.grc.register_forward_hook(
+        lambda m, args, out: seen.append(args[2]))
+    model(x)
+    assert seen == [tuple(-(-s // 16) for s in hw)]
 
 
 def test_keys_and_cache_len():
@@ -49,7 +53,7 @@ def test_keys_and_cache_len():
 
 def test_selection_and_options():
     model = CachedViT(**TINY, cached_layers=[0, -1], cache_lens=50,
-                      grc_mode='paper', cache_ratio=1.0)
+                      cache_cfg=dict(mode='paper', cache_ratio=1.0))
     grcs = [n for n, m in model.named_modules() if isinstance(m, GRCAttention)]
     assert grcs == ['layers.0.attn.grc', 'layers.2.attn.grc']
     assert model.layers[0].attn.grc.cache_len == 50
@@ -110,8 +114,8 @@ def test_reset_cache_after_pretrained(reset, tmp_path):
     (dict(cached_layers=[3]), 'cached_layers'),
     (dict(cache_lens=[10, 10]), 'cache_lens'),
     (dict(cache_lens=0), r'cache_lens\[0\]'),
-    (dict(cache_ratio=0.1), 'multiple of num_heads'),
-    (dict(grc_mode='Released'), 'grc_mode'),
+    (dict(cache_cfg=dict(cache_ratio=0.1)), 'multiple of num_heads'),
+    (dict(cache_cfg=dict(mode='Released')), 'mode'),
 ])
 def test_bad_args(kwargs, match):
     with pytest.raises(ValueError, match=match):

@@ -1,0 +1,101 @@
+"""The contract between a cached backbone and its cache layers.
+
+A cached backbone (``CachedPVT``, ``CachedSwin``, ``CachedViT`` ...) builds
+one cache layer per selected attention from ``cache_cfg`` through the
+registry, and hands it to that attention. A cache layer knows nothing of the
+backbone: it sees tokens, a patch grid and, for one kind, the host's
+projections.
+
+Two kinds, told apart by the class attribute ``replaces_host``:
+
+- a *mixing* layer (``replaces_host = False``, e.g. ``GRCAttention``) runs
+  after the host's own attention and mixes with its output:
+  ``forward(x, o_self, hw_shape) -> out``;
+- a *replacing* layer (``replaces_host = True``, e.g. Memory Caching) takes
+  the place of the host's token mixing and reuses its projections:
+  ``forward(x, hw_shape, host) -> out``, where ``host.project_qkv(x)``
+  returns q, k, v (each (B, N, D), head h on channels [h*D/H, (h+1)*D/H))
+  and ``host.project_out(y)`` is the host's output projection.
+
+Shapes: x (B, N, D) are the normed tokens the host attention receives, extra
+tokens (a class token) first; o_self (B, N, D) is the host's attention output
+after its output projection, before its dropouts and residual; hw_shape
+(h, w) is the grid of the N - num_extra_tokens patch tokens; out (B, N, D)
+goes on to the host's dropouts and residual.
+
+The backbone fills in what it derives from the host and the stage, and only
+the arguments the layer's ``__init__`` names (a layer that needs no cache
+length does not declare one): ``embed_dims`` (D), ``num_heads`` (H),
+``cache_len`` (int, or the (h, w) grid of the stage at the pretraining
+resolution), ``sr_ratio`` (spatial reduction of the stage), ``num_extra_tokens``,
+and, for replacing layers, ``host_projections=True``. Every other argument
+comes from ``cache_cfg``, and the layer validates its arguments itself.
+"""
+import inspect
+
+from mmengine.model import BaseModule
+
+from mmcached.registry import MODELS
+
+#: What a backbone derives per attention site; ``cache_cfg`` may not set it.
+SITE_ARGS = ('embed_dims', 'num_heads', 'cache_len', 'sr_ratio',
+             'num_extra_tokens', 'host_projections')
+
+
+class BaseCacheLayer(BaseModule):
+    """Base class of cache layers (see the module docstring for the
+    contract).
+
+    Class attributes:
+        name (str): Attribute under which the host attention holds the
+            layer, so its state-dict prefix (``...attn.<name>.*``).
+        replaces_host (bool): False for a mixing layer, True for a
+            replacing one. Default: False.
+    """
+
+    name: str = 'cache'
+    replaces_host: bool = False
+
+    def reset_cache(self) -> None:
+        """Empty the layer's cache, e.g. before fine-tuning on a new task.
+        Layers without state across calls have nothing to do."""
+
+
+def build_cache_layer(cache_cfg: dict, site: dict) -> BaseCacheLayer:
+    """Build a cache layer from ``cache_cfg`` (``type`` defaults to
+    ``'GRCAttention'``) with the site arguments its ``__init__`` names.
+
+    Raises ValueError when ``cache_cfg`` sets a site argument, TypeError when
+    its type is not a cache layer or it has an argument the layer lacks.
+    """
+    cfg = dict(cache_cfg)
+    cfg.setdefault('type', 'GRCAttention')
+    fixed = sorted(set(cfg) & set(SITE_ARGS))
+    if fixed:
+        raise ValueError(
+            f'cache_cfg may not set {fixed}: the backbone derives them per '
+            'attention (use cache_lens, cache_sr_ratios or the host\'s own '
+            'settings)')
+    cls = cfg['type']
+    if isinstance(cls, str):
+        # the current scope's registry, as MODELS.build would search it
+        with MODELS.switch_scope_and_registry(None) as registry:
+            cls = registry.get(cls)
+        if cls is None:
+            raise KeyError(
+                f'cache_cfg type {cfg["type"]!r} is not a registered module; '
+                'register it with mmcached.registry.MODELS and import it '
+                '(custom_imports)')
+    if not (inspect.isclass(cls) and issubclass(cls, BaseCacheLayer)):
+        raise TypeError(f'cache_cfg type {cfg["type"]!r} is not a cache '
+                        'layer (a subclass of BaseCacheLayer)')
+    params = inspect.signature(cls.__init__).parameters
+    takes_all = any(p.kind is p.VAR_KEYWORD for p in params.values())
+    if cls.replaces_host:
+        site = dict(site, host_projections=True)
+    cfg.update((k, v) for k, v in site.items() if takes_all or k in params)
+    cfg['type'] = cls
+    try:
+        return MODELS.build(cfg)
+    except TypeError as e:
+        raise TypeError(f'cache_cfg: {e}') from e
