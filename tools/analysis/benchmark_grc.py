@@ -6,12 +6,16 @@ round, so drift of a shared machine hits them alike), as ratios:
 
 - ``layer``: one PVT stage-1-like attention layer (D=64, 1 head, sr 8, the
   token grid of stage 1 at ``--img-size``): uncached host attention; host +
-  our GRC in each mode; with ``--reference``, the released
+  our GRC in each mode, with the fast nodes of
+  :mod:`mmcached.models.layers.grc_fast` on and off (each on its own and
+  each left out, when there are several), and the share of the layer's time
+  each node saves; with ``--reference``, the released
   ``GRC_Self_Attention`` around its PVT ``Attention``, that host alone, and
   our GRC on that same host (same math as the released module).
 - ``model``: PVT-Tiny training step, mmdet's ``PyramidVisionTransformer``
-  against mmcached's ``CachedPVT`` (registry) in each mode, with the ratio
-  the throughput would have if GRC ran at the backbone's FLOP rate.
+  against mmcached's ``CachedPVT`` (registry) in each mode, fast nodes on
+  and off, with the ratio the throughput would have if GRC ran at the
+  backbone's FLOP rate.
 
 On CPU, glibc returns large freed blocks to the system, so every step
 page-faults its activations in again, more so for code that allocates more;
@@ -231,11 +235,12 @@ def layer_benchmark(args, device):
         m = HostWithGRC(SRAttention(dim, heads, sr), grc(mode))
         variants[f'ours {mode}'] = (m, NODES)
         variants[f'ours {mode}, plain'] = (m, ())
-        if mode == 'released':  # each node on its own, and left out
-            for node in NODES:
-                variants[f'ours released, only {node}'] = (m, (node, ))
-                variants[f'ours released, no {node}'] = (
-                    m, tuple(k for k in NODES if k != node))
+    if len(NODES) > 1:  # each node on its own, and left out
+        m = variants['ours released'][0]
+        for node in NODES:
+            variants[f'ours released, only {node}'] = (m, (node, ))
+            variants[f'ours released, no {node}'] = (
+                m, tuple(k for k in NODES if k != node))
     if args.reference:
         from released_loader import load_released
         grc_mod, pvt_mod = load_released(args.reference)
@@ -277,8 +282,8 @@ def layer_benchmark(args, device):
     print('|---|---|---|')
     plain, on = res['ours released, plain'][0], res['ours released'][0]
     for node in NODES:
-        alone = res[f'ours released, only {node}'][0]
-        without = res[f'ours released, no {node}'][0]
+        alone = res.get(f'ours released, only {node}', (on, ))[0]
+        without = res.get(f'ours released, no {node}', (plain, ))[0]
         print(f'| {node} | {(plain - alone) / plain:+.1%} | '
               f'{(without - on) / without:+.1%} |')
     print(f'- all nodes: {(plain - on) / plain:+.1%} of the plain layer')

@@ -20,7 +20,8 @@ cache C (1, T_m, D_m), D_m = r * D:
 Two modules, one idea each: :class:`GatedRecurrentCache` (steps 2-4) and
 :class:`GRCAttention` (steps 1, 5, 6), a mixing cache layer (see
 :mod:`.cache_layer`). The code below is the plain math; custom autograd nodes
-that compute the same faster live in :mod:`.grc_fast`, behind one switch.
+that compute the same faster live in :mod:`.grc_fast`, behind one switch
+(``head_mix``, the only one that saves 10% of the layer's time).
 """
 import math
 from typing import Optional, Sequence, Tuple, Union
@@ -153,11 +154,7 @@ class GatedRecurrentCache(BaseModule):
             # A copy: autograd saves it, and _write updates the buffer in
             # place afterwards (in place keeps DDP's references valid).
             mem = self.memory.to(summary.dtype, copy=True)
-        if grc_fast.applies('cache_update', summary, *self.parameters()) \
-                and grc_fast.cache_update_fits(self):
-            new = grc_fast.cache_update(self, summary, mem)
-        else:
-            new = self.update(summary, mem)
+        new = self.update(summary, mem)
         if self.training and not recompute:
             self._pre_update = mem
             self._write(new)
@@ -363,13 +360,8 @@ class GRCAttention(BaseCacheLayer):
             raise ValueError(
                 f'hw_shape {tuple(hw_shape)} + {n_extra} extra tokens does '
                 f'not match {N} tokens')
-        patches = x[:, n_extra:]
-        if grc_fast.applies('pair_conv', patches, self.pos_conv.weight) and \
-                grc_fast.pair_conv_fits(self.pos_conv):
-            pos = grc_fast.pair_conv(self.pos_conv, patches, hw_shape)
-        else:
-            grid = patches.transpose(1, 2).reshape(B, D, *hw_shape)
-            pos = self.pos_conv(grid).flatten(2).transpose(1, 2)
+        grid = x[:, n_extra:].transpose(1, 2).reshape(B, D, *hw_shape)
+        pos = self.pos_conv(grid).flatten(2).transpose(1, 2)
         return F.pad(pos, (0, 0, n_extra, 0))
 
     def extra_repr(self) -> str:
