@@ -1,5 +1,4 @@
 import os.path as osp
-
 from setuptools import find_packages, setup
 
 
@@ -30,7 +29,8 @@ if __name__ == '__main__':
     setup(
         name='mmcached',
         version=get_version(),
-        description='Cached Transformers (GRC attention) for MMDetection and MMPretrain',
+        description=('Cached Transformers (GRC attention) for MMDetection '
+                     'and MMPretrain'),
         long_description=readme(),
         long_description_content_type='text/markdown',
         license='Apache License 2.0',
@@ -38,14 +38,21 @@ if __name__ == '__main__':
         # configs/ and tools/ travel inside the package as .mim/ (symlinks in
         # the repo, real copies in a wheel), where mmengine looks for
         # `_base_ = 'mmcached::...'`.
-        package_data={'mmcached': [
-            '.mim/model-index.yml', '.mim/configs/**/*.py', '.mim/tools/*.py',
-                                   '.mim/tools/**/*.py', '.mim/tools/*.sh']},
+        package_data={
+            'mmcached': [
+                '.mim/model-index.yml', '.mim/configs/**/*.py',
+                '.mim/tools/*.py', '.mim/tools/**/*.py', '.mim/tools/*.sh'
+            ]
+        },
         include_package_data=True,
         python_requires='>=3.8',
         install_requires=[
-            'torch>=2.0', 'torchvision', 'mmengine>=0.10.0,<0.11',
-            'mmcv>=2.0.0,<2.2.0', 'mmdet>=3.2.0,<3.4', 'mmpretrain>=1.1.0,<1.3',
+            'torch>=2.0',
+            'torchvision',
+            'mmengine>=0.10.0,<0.11',
+            'mmcv>=2.0.0,<2.2.0',
+            'mmdet>=3.2.0,<3.4',
+            'mmpretrain>=1.1.0,<1.3',
         ] + parse_requirements('runtime.txt'),
         extras_require={'tests': parse_requirements('tests.txt')},
         zip_safe=False)

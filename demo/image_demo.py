@@ -36,15 +36,18 @@ def parse_args(argv=None):
 
 def load_config(path):
     """The config with mmcached imported, so its custom types resolve."""
-    import mmcached  # noqa: F401 - registers our modules
     from mmengine.config import Config
+
+    import mmcached  # noqa: F401 - registers our modules
     return Config.fromfile(path)
 
 
 def infer_detection(args, cfg):
     from mmdet.apis import DetInferencer
     inferencer = DetInferencer(
-        model=cfg, weights=args.weights, device=args.device,
+        model=cfg,
+        weights=args.weights,
+        device=args.device,
         show_progress=False)
     if args.weights is None:
         # No checkpoint meta: take the classes from the config's dataset

@@ -1,4 +1,4 @@
-"""mmcached: Cached Transformers (GRC attention) for MMDetection and MMPretrain.
+"""mmcached: cached attention for MMDetection and MMPretrain.
 
 Importing it applies the compatibility fixes (``mmcached.utils.compat``) and
 registers every mmcached module, so configs only need
@@ -10,8 +10,8 @@ from .version import __version__
 apply_compat()
 
 from . import datasets, models  # noqa: E402,F401 - registers the modules
-from .utils import flops  # noqa: E402,F401 - FLOP counting of SDPA
 from .registry import MODELS  # noqa: E402
+from .utils import flops  # noqa: E402,F401 - FLOP counting of SDPA
 
 # Every model class of ours, for checks and docs.
 REGISTERED_MODELS = sorted(MODELS.module_dict)

@@ -12,16 +12,19 @@ import pytest
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 CASES = {
-    'configs/embedded/cached-vit-mini-p8_1xb64-40e_digits.py': dict(
-        n_train=128, n_test=60, metrics=['accuracy/top1']),
-    'configs/embedded/mask-rcnn_cached-pvt-mini_fpn_1xb4-10e_shapes.py': dict(
-        n_train=8, n_test=4, metrics=['coco/bbox_mAP', 'coco/segm_mAP']),
+    'configs/embedded/cached-vit-mini-p8_1xb64-40e_digits.py':
+    dict(n_train=128, n_test=60, metrics=['accuracy/top1']),
+    'configs/embedded/mask-rcnn_cached-pvt-mini_fpn_1xb4-10e_shapes.py':
+    dict(n_train=8, n_test=4, metrics=['coco/bbox_mAP', 'coco/segm_mAP']),
 }
 
 
 def run(*args):
-    r = subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True,
-                       text=True, timeout=900)
+    r = subprocess.run([sys.executable, *args],
+                       cwd=REPO,
+                       capture_output=True,
+                       text=True,
+                       timeout=900)
     assert r.returncode == 0, (r.stdout[-2000:], r.stderr[-4000:])
     return r.stdout + r.stderr
 
@@ -38,8 +41,8 @@ def test_train_then_test(config, tmp_path):
     assert osp.isfile(ckpt)
     assert glob.glob(osp.join(work, '*', '*.log')), 'no training log'
 
-    out = run('tools/test.py', config, ckpt, '--work-dir', work,
-              '--out', osp.join(work, 'results.pkl'), '--cfg-options',
+    out = run('tools/test.py', config, ckpt, '--work-dir', work, '--out',
+              osp.join(work, 'results.pkl'), '--cfg-options',
               f'test_dataloader.dataset.indices={case["n_test"]}')
     assert osp.isfile(osp.join(work, 'results.pkl'))
     line = [ln for ln in out.splitlines() if 'Epoch(test)' in ln][-1]

@@ -8,12 +8,14 @@ import pytest
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 PY_TOOLS = sorted(
-    osp.relpath(osp.join(d, f), REPO)
-    for sub in ('tools', 'demo') for d, _, fs in os.walk(osp.join(REPO, sub))
-    for f in fs if f.endswith('.py')
+    osp.relpath(osp.join(d, f), REPO) for sub in ('tools', 'demo')
+    for d, _, fs in os.walk(osp.join(REPO, sub)) for f in fs
+    if f.endswith('.py')
     and "__name__ == '__main__'" in open(osp.join(d, f)).read())
-SH_TOOLS = ['tools/dist_train.sh', 'tools/dist_test.sh',
-            'tools/slurm_train.sh', 'tools/slurm_test.sh']
+SH_TOOLS = [
+    'tools/dist_train.sh', 'tools/dist_test.sh', 'tools/slurm_train.sh',
+    'tools/slurm_test.sh'
+]
 
 
 def run(*args, timeout=300):
@@ -41,7 +43,8 @@ def test_shell_tool_usage(tool):
 
 @pytest.mark.parametrize('tool', ['tools/train.py', 'tools/test.py'])
 def test_missing_config(tool, tmp_path):
-    args = [str(tmp_path / 'nope.py')] + ([] if tool.endswith('train.py') else ['x.pth'])
+    args = [str(tmp_path / 'nope.py')
+            ] + ([] if tool.endswith('train.py') else ['x.pth'])
     r = run(sys.executable, tool, *args)
     assert r.returncode == 2
     assert 'nope.py' in r.stderr and 'does not exist' in r.stderr

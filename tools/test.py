@@ -15,8 +15,8 @@ import sys
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 import mmcached  # noqa: E402,F401 - compat fixes and registrations
-from mmcached.utils.cli import (CLIError, check_cfg_options,  # noqa: E402
-                                load_config, main_guard, option_keys,
+from mmcached.utils.cli import check_cfg_options  # noqa: E402
+from mmcached.utils.cli import (CLIError, load_config, main_guard, option_keys,
                                 parse_tool_args, run_toolbox, task_of,
                                 toolbox_argv)
 
@@ -43,19 +43,29 @@ def parse_args(argv=None):
     parser.add_argument('checkpoint', help='checkpoint file')
     parser.add_argument('--work-dir', help='the dir to save the metrics')
     parser.add_argument('--out', help='dump predictions to a pickle file')
-    parser.add_argument('--out-item', choices=['metrics', 'pred'],
-                        help='(mmpretrain configs) what --out holds')
-    parser.add_argument('--show', action='store_true',
-                        help='show prediction results in a window')
-    parser.add_argument('--show-dir',
-                        help='save images with drawn predictions here '
-                        '(under the work dir / timestamp)')
-    parser.add_argument('--wait-time', type=float, default=None,
-                        help='the interval of --show (s)')
-    parser.add_argument('--amp', action='store_true',
-                        help='(mmpretrain configs) mixed precision test')
-    parser.add_argument('--tta', action='store_true',
-                        help='test time augmentation')
+    parser.add_argument(
+        '--out-item',
+        choices=['metrics', 'pred'],
+        help='(mmpretrain configs) what --out holds')
+    parser.add_argument(
+        '--show',
+        action='store_true',
+        help='show prediction results in a window')
+    parser.add_argument(
+        '--show-dir',
+        help='save images with drawn predictions here '
+        '(under the work dir / timestamp)')
+    parser.add_argument(
+        '--wait-time',
+        type=float,
+        default=None,
+        help='the interval of --show (s)')
+    parser.add_argument(
+        '--amp',
+        action='store_true',
+        help='(mmpretrain configs) mixed precision test')
+    parser.add_argument(
+        '--tta', action='store_true', help='test time augmentation')
     return parse_tool_args(parser, argv)
 
 

@@ -13,8 +13,8 @@ import sys
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 import mmcached  # noqa: E402,F401 - compat fixes and registrations
-from mmcached.utils.cli import (CLIError, check_cfg_options,  # noqa: E402
-                                load_config, main_guard, option_keys,
+from mmcached.utils.cli import check_cfg_options  # noqa: E402
+from mmcached.utils.cli import (CLIError, load_config, main_guard, option_keys,
                                 parse_tool_args, run_toolbox, task_of,
                                 toolbox_argv)
 
@@ -39,19 +39,32 @@ def parse_args(argv=None):
     parser.add_argument('config', help='train config file path')
     parser.add_argument('--work-dir', help='the dir to save logs and models')
     parser.add_argument(
-        '--resume', nargs='?', type=str, const='auto',
+        '--resume',
+        nargs='?',
+        type=str,
+        const='auto',
         help='resume from PATH; without PATH, resume from the latest '
         'checkpoint in the work dir')
-    parser.add_argument('--amp', action='store_true',
-                        help='automatic mixed precision training')
-    parser.add_argument('--auto-scale-lr', action='store_true',
-                        help='scale the lr by the real batch size')
-    parser.add_argument('--no-validate', action='store_true',
-                        help='(mmpretrain configs) skip validation')
-    parser.add_argument('--no-pin-memory', action='store_true',
-                        help='(mmpretrain configs) no pin_memory in loaders')
-    parser.add_argument('--no-persistent-workers', action='store_true',
-                        help='(mmpretrain configs) no persistent workers')
+    parser.add_argument(
+        '--amp',
+        action='store_true',
+        help='automatic mixed precision training')
+    parser.add_argument(
+        '--auto-scale-lr',
+        action='store_true',
+        help='scale the lr by the real batch size')
+    parser.add_argument(
+        '--no-validate',
+        action='store_true',
+        help='(mmpretrain configs) skip validation')
+    parser.add_argument(
+        '--no-pin-memory',
+        action='store_true',
+        help='(mmpretrain configs) no pin_memory in loaders')
+    parser.add_argument(
+        '--no-persistent-workers',
+        action='store_true',
+        help='(mmpretrain configs) no persistent workers')
     return parse_tool_args(parser, argv)
 
 

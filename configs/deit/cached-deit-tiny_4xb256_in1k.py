@@ -16,8 +16,7 @@ model = dict(
     backbone=dict(
         type='CachedViT',
         arch='deit-tiny',
-        cache_cfg=dict(
-            type='GRCAttention', cache_ratio=0.5, mode='released'),
+        cache_cfg=dict(type='GRCAttention', cache_ratio=0.5, mode='released'),
         img_size=224,
         patch_size=16),
     neck=None,

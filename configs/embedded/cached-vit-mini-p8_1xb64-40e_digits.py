@@ -52,7 +52,9 @@ val_dataloader = dict(
     num_workers=0,
     persistent_workers=False,
     dataset=dict(
-        _delete_=True, type='DigitsDataset', split='val',
+        _delete_=True,
+        type='DigitsDataset',
+        split='val',
         pipeline=test_pipeline),
     sampler=dict(type='DefaultSampler', shuffle=False))
 test_dataloader = val_dataloader

@@ -39,7 +39,8 @@ model = dict(
             num_classes=num_classes),
         mask_roi_extractor=dict(out_channels=channels),
         mask_head=dict(
-            in_channels=channels, conv_out_channels=channels,
+            in_channels=channels,
+            conv_out_channels=channels,
             num_classes=num_classes)),
     train_cfg=dict(
         rpn_proposal=dict(nms_pre=500, max_per_img=300),
@@ -94,8 +95,7 @@ test_evaluator = val_evaluator
 max_epochs = 10
 optim_wrapper = dict(optimizer=dict(lr=1e-3), clip_grad=dict(max_norm=10.))
 param_scheduler = [
-    dict(type='LinearLR', start_factor=1e-2, by_epoch=False, begin=0,
-         end=150),
+    dict(type='LinearLR', start_factor=1e-2, by_epoch=False, begin=0, end=150),
     dict(
         type='CosineAnnealingLR',
         eta_min=1e-5,

@@ -18,8 +18,7 @@ model = dict(
     backbone=dict(
         type='CachedPVT',
         arch='tiny',
-        cache_cfg=dict(
-            type='GRCAttention', cache_ratio=0.5, mode='released'),
+        cache_cfg=dict(type='GRCAttention', cache_ratio=0.5, mode='released'),
         pretrain_img_size=224,
         out_indices=(3, ),
         drop_path_rate=0.1,

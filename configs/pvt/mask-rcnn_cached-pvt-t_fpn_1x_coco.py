@@ -19,8 +19,7 @@ model = dict(
         _delete_=True,
         type='CachedPVT',
         arch='tiny',
-        cache_cfg=dict(
-            type='GRCAttention', cache_ratio=0.5, mode='released'),
+        cache_cfg=dict(type='GRCAttention', cache_ratio=0.5, mode='released'),
         reset_cache=True,
         norm_after_stage=True,
         out_indices=(0, 1, 2, 3),

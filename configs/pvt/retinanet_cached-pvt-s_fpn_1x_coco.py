@@ -2,5 +2,4 @@
 _base_ = './retinanet_cached-pvt-t_fpn_1x_coco.py'
 checkpoint = 'work_dirs/cached-pvt-small_8xb128_in1k/epoch_300.pth'
 
-model = dict(
-    backbone=dict(arch='small', init_cfg=dict(checkpoint=checkpoint)))
+model = dict(backbone=dict(arch='small', init_cfg=dict(checkpoint=checkpoint)))

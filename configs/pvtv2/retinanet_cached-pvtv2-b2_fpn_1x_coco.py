@@ -10,8 +10,7 @@ model = dict(
         _delete_=True,  # PVTv2 fixes norm_after_stage itself
         type='CachedPVTv2',
         arch='b2',
-        cache_cfg=dict(
-            type='GRCAttention', cache_ratio=0.5, mode='released'),
+        cache_cfg=dict(type='GRCAttention', cache_ratio=0.5, mode='released'),
         reset_cache=True,
         out_indices=(0, 1, 2, 3),
         convert_weights=False,

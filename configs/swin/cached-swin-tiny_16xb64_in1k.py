@@ -19,8 +19,7 @@ model = dict(
         _delete_=True,
         type='CachedSwin',
         arch='tiny',
-        cache_cfg=dict(
-            type='GRCAttention', cache_ratio=0.5, mode='released'),
+        cache_cfg=dict(type='GRCAttention', cache_ratio=0.5, mode='released'),
         pretrain_img_size=224,
         drop_path_rate=0.2,
         out_indices=(3, ),

@@ -20,8 +20,7 @@ model = dict(
         _delete_=True,
         type='CachedSwin',
         arch='tiny',
-        cache_cfg=dict(
-            type='GRCAttention', cache_ratio=0.5, mode='released'),
+        cache_cfg=dict(type='GRCAttention', cache_ratio=0.5, mode='released'),
         reset_cache=True,
         window_size=7,
         mlp_ratio=4,

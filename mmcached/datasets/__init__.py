@@ -1,12 +1,12 @@
 """Datasets: the embedded digits and shapes sets, and COCO and ImageNet
 with path checks."""
 from .coco import CheckedCocoDataset, check_data_files
-from .imagenet import CheckedImageNet
 from .digits import DigitsDataset, digits_split_indices
+from .imagenet import CheckedImageNet
 from .shapes import DEFAULT_SHAPES_CFG, ShapesDataset, make_shapes
 
 __all__ = [
-    'CheckedCocoDataset', 'CheckedImageNet', 'check_data_files', 'DigitsDataset',
-    'digits_split_indices', 'ShapesDataset', 'make_shapes',
+    'CheckedCocoDataset', 'CheckedImageNet', 'check_data_files',
+    'DigitsDataset', 'digits_split_indices', 'ShapesDataset', 'make_shapes',
     'DEFAULT_SHAPES_CFG'
 ]

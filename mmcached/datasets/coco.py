@@ -19,8 +19,12 @@ def _is_local(path: str) -> bool:
     return '://' not in str(path)
 
 
-def check_data_files(dataset_name: str, data_root, ann_file: str,
-                     img_dir: str, layout: str, hint: str = '') -> None:
+def check_data_files(dataset_name: str,
+                     data_root,
+                     ann_file: str,
+                     img_dir: str,
+                     layout: str,
+                     hint: str = '') -> None:
     """Raise ``FileNotFoundError`` naming what is missing and the layout
     expected, instead of the bare error of the annotation loader."""
     missing = []

@@ -90,5 +90,7 @@ class DigitsDataset(BaseDataset):
         return data_list
 
     def extra_repr(self) -> List[str]:
-        return [f'Split: \t{self.split} (val_fraction={self.val_fraction}, '
-                f'seed={self.seed})']
+        return [
+            f'Split: \t{self.split} (val_fraction={self.val_fraction}, '
+            f'seed={self.seed})'
+        ]

@@ -155,8 +155,11 @@ def make_split(out_dir: str, split: str, num_images: int, img_size: int,
         # cv2 writes BGR; our arrays are RGB.
         cv2.imwrite(osp.join(out_dir, split, file_name), img[..., ::-1])
         images.append(
-            dict(id=img_id, file_name=file_name, width=img_size,
-                 height=img_size))
+            dict(
+                id=img_id,
+                file_name=file_name,
+                width=img_size,
+                height=img_size))
         for cls_idx, vis in instances:
             polys = _polygons(vis)
             if not polys:
@@ -169,15 +172,14 @@ def make_split(out_dir: str, split: str, num_images: int, img_size: int,
                     id=len(annotations) + 1,
                     image_id=img_id,
                     category_id=cls_idx + 1,
-                    bbox=[float(x0), float(y0), float(w), float(h)],
+                    bbox=[float(x0), float(y0),
+                          float(w), float(h)],
                     area=float(vis.sum()),
                     segmentation=polys,
                     iscrowd=0))
     return dict(
         info=dict(
-            description='mmcached shapes (generated)',
-            split=split,
-            seed=seed),
+            description='mmcached shapes (generated)', split=split, seed=seed),
         images=images,
         annotations=annotations,
         categories=[
@@ -212,8 +214,9 @@ def make_shapes(out_dir: str,
         for split, num in (('train', num_train), ('val', num_val)):
             coco = make_split(tmp, split, num, img_size, min_size, max_size,
                               max_objects, min_visible, seed)
-            with open(osp.join(tmp, 'annotations', f'instances_{split}.json'),
-                      'w') as f:
+            with open(
+                    osp.join(tmp, 'annotations', f'instances_{split}.json'),
+                    'w') as f:
                 json.dump(coco, f)
         if osp.isdir(out_dir) and not os.listdir(out_dir):
             os.rmdir(out_dir)  # an empty folder counts as missing

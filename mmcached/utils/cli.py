@@ -76,7 +76,8 @@ def check_cfg_options(cfg: Config, keys: Sequence[str]) -> None:
                     close = difflib.get_close_matches(
                         str(part), [str(k) for k in node], n=3)
                     where = '.'.join(map(str, path)) or 'the config'
-                    tip = f'; did you mean {", ".join(close)}?' if close else ''
+                    tip = f'; did you mean {", ".join(close)}?' \
+                        if close else ''
                     raise CLIError(f'--cfg-options {key}: {where} has no key '
                                    f'{part!r}{tip}')
                 node = node[part]
@@ -140,12 +141,16 @@ def parse_tool_args(parser, argv=None):
     ``--local-rank``) to ``parser`` and parse; ``LOCAL_RANK`` is exported for
     launchers that pass ``--local-rank`` instead of setting it."""
     parser.add_argument(
-        '--cfg-options', nargs='+', metavar='KEY=VALUE',
+        '--cfg-options',
+        nargs='+',
+        metavar='KEY=VALUE',
         help='override config settings, e.g. train_cfg.max_epochs=2; keys '
         'must exist in the config (a new leaf in an existing dict is allowed)')
-    parser.add_argument('--launcher', default='none',
-                        choices=['none', 'pytorch', 'slurm', 'mpi'],
-                        help='job launcher')
+    parser.add_argument(
+        '--launcher',
+        default='none',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        help='job launcher')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args(argv)
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
@@ -157,7 +162,8 @@ def option_keys(options: Optional[Sequence[str]]) -> List[str]:
     keys = []
     for item in options or []:
         if '=' not in item:
-            raise CLIError(f'--cfg-options takes key=value items, got {item!r}')
+            raise CLIError(
+                f'--cfg-options takes key=value items, got {item!r}')
         keys.append(item.split('=', 1)[0])
     return keys
 

@@ -30,8 +30,7 @@ def sdpa_flop_jit(inputs: List[Any], outputs: List[Any]) -> int:
     q_shape = get_shape(inputs[0])
     k_shape = get_shape(inputs[1])
     v_shape = get_shape(inputs[2])
-    assert len(q_shape) >= 2 and q_shape[-1] == k_shape[-1], (q_shape,
-                                                              k_shape)
+    assert len(q_shape) >= 2 and q_shape[-1] == k_shape[-1], (q_shape, k_shape)
     batch = 1
     for d in q_shape[:-2]:
         batch *= d
@@ -59,5 +58,7 @@ def get_model_complexity_info(*args, **kwargs) -> dict:
 
 register_sdpa_flop_handle()
 
-__all__ = ['sdpa_flop_jit', 'register_sdpa_flop_handle',
-           'get_model_complexity_info', 'SDPA_OP']
+__all__ = [
+    'sdpa_flop_jit', 'register_sdpa_flop_handle', 'get_model_complexity_info',
+    'SDPA_OP'
+]

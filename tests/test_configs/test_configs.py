@@ -12,8 +12,8 @@ from mmengine.registry import init_default_scope
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIGS = sorted(
-    osp.relpath(p, REPO)
-    for p in glob.glob(osp.join(REPO, 'configs', '**', '*.py'), recursive=True)
+    osp.relpath(p, REPO) for p in glob.glob(
+        osp.join(REPO, 'configs', '**', '*.py'), recursive=True)
     if '_base_' not in p.split(osp.sep))
 # Build only (running them on CPU would take most of the test budget); the
 # tiny members of each family run.
@@ -180,6 +180,7 @@ def test_detector(path):
 def test_demo_draws_detections(tmp_path):
     """demo/image_demo.py on an embedded detection config (no checkpoint)."""
     import importlib.util
+
     from mmcached.datasets import make_shapes
     root = make_shapes(str(tmp_path / 'shapes'), num_train=1, num_val=1)
     spec = importlib.util.spec_from_file_location(

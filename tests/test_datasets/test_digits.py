@@ -20,8 +20,8 @@ def test_split_sizes_disjoint_and_stratified():
 
 def test_split_fixed():
     # Same seed, same split, every time; another seed, another split.
-    assert np.array_equal(digits_split_indices('val'),
-                          digits_split_indices('val', seed=0))
+    assert np.array_equal(
+        digits_split_indices('val'), digits_split_indices('val', seed=0))
     assert not np.array_equal(
         digits_split_indices('val'), digits_split_indices('val', seed=1))
     # Pinned: a change of the split would silently change reported numbers.
@@ -54,5 +54,5 @@ def test_dataset_items_and_pipeline():
         ])
     out = ds[0]
     assert tuple(out['inputs'].shape) == (3, 32, 32)
-    assert out['data_samples'].gt_label.item() == ds.get_data_info(0)[
-        'gt_label']
+    assert out['data_samples'].gt_label.item() == ds.get_data_info(
+        0)['gt_label']

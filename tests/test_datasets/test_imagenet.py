@@ -20,7 +20,9 @@ def test_present_root_loads(tmp_path):
         d = tmp_path / 'train' / cls
         d.mkdir(parents=True)
         Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(d / 'a.png')
-    ds = CheckedImageNet(data_root=str(tmp_path), split='train',
-                         metainfo=dict(classes=('n0', 'n1')))
+    ds = CheckedImageNet(
+        data_root=str(tmp_path),
+        split='train',
+        metainfo=dict(classes=('n0', 'n1')))
     assert len(ds) == 2
     assert sorted(ds.get_gt_labels().tolist()) == [0, 1]

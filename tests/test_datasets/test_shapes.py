@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from mmcached.datasets import (CheckedCocoDataset, ShapesDataset,
-                               make_shapes)
+from mmcached.datasets import CheckedCocoDataset, ShapesDataset, make_shapes
 from mmcached.datasets.shapes import CLASSES
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -75,8 +74,9 @@ def test_annotations_are_polygons_inside_boxes(shapes_root):
 
 def test_overlaps_exist():
     # With the default settings, some boxes of an image overlap.
-    from mmcached.datasets.shapes import make_split
     import tempfile
+
+    from mmcached.datasets.shapes import make_split
     with tempfile.TemporaryDirectory() as d:
         coco = make_split(d, 'val', 30, 128, 14, 56, 4, 0.6, 0)
     boxes = {}
@@ -103,8 +103,10 @@ def test_coco_metric_on_ground_truth_is_perfect(shapes_root):
     for img_id in coco.getImgIds():
         info = coco.loadImgs(img_id)[0]
         anns = coco.loadAnns(coco.getAnnIds(imgIds=img_id))
-        boxes = [[a['bbox'][0], a['bbox'][1], a['bbox'][0] + a['bbox'][2],
-                  a['bbox'][1] + a['bbox'][3]] for a in anns]
+        boxes = [[
+            a['bbox'][0], a['bbox'][1], a['bbox'][0] + a['bbox'][2],
+            a['bbox'][1] + a['bbox'][3]
+        ] for a in anns]
         masks = np.stack([coco.annToMask(a) for a in anns]).astype(bool)
         sample = dict(
             img_id=img_id,
@@ -141,13 +143,15 @@ def test_dataset_loads(shapes_root):
 
 def test_auto_generation(tmp_path):
     root = str(tmp_path / 'gen')
-    ds = _dataset(ShapesDataset, root, generate_cfg=dict(
-        num_train=3, num_val=2))
+    ds = _dataset(
+        ShapesDataset, root, generate_cfg=dict(num_train=3, num_val=2))
     assert len(ds) == 2 and osp.isdir(osp.join(root, 'train'))
     # An empty folder counts as missing too.
     os.makedirs(tmp_path / 'empty')
-    ds = _dataset(ShapesDataset, str(tmp_path / 'empty'),
-                  generate_cfg=dict(num_train=3, num_val=2))
+    ds = _dataset(
+        ShapesDataset,
+        str(tmp_path / 'empty'),
+        generate_cfg=dict(num_train=3, num_val=2))
     assert len(ds) == 2
     assert not [p for p in os.listdir(tmp_path) if p.startswith('.shapes')]
 
@@ -183,8 +187,10 @@ def test_missing_images_error(shapes_root, tmp_path):
 
 def test_make_shapes_cli(tmp_path):
     out = str(tmp_path / 'cli')
-    cmd = [sys.executable, 'tools/misc/make_shapes.py', '--out', out,
-           '--num-train', '2', '--num-val', '1']
+    cmd = [
+        sys.executable, 'tools/misc/make_shapes.py', '--out', out,
+        '--num-train', '2', '--num-val', '1'
+    ]
     r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert osp.isfile(osp.join(out, 'annotations', 'instances_val.json'))

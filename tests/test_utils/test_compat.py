@@ -21,7 +21,8 @@ class ToyData(Dataset):
 
     def __getitem__(self, i):
         g = torch.Generator().manual_seed(i)
-        return dict(x=torch.randn(8, 16, generator=g), y=torch.tensor(float(i % 2)))
+        return dict(
+            x=torch.randn(8, 16, generator=g), y=torch.tensor(float(i % 2)))
 
 
 class ToyModel(BaseModel):
@@ -44,11 +45,16 @@ def _runner(work_dir, max_iters, **kw):
         model=ToyModel(),
         work_dir=str(work_dir),
         train_dataloader=dict(
-            dataset=ToyData(), sampler=dict(type='DefaultSampler', shuffle=False),
-            batch_size=4, num_workers=0, collate_fn=dict(type='default_collate')),
+            dataset=ToyData(),
+            sampler=dict(type='DefaultSampler', shuffle=False),
+            batch_size=4,
+            num_workers=0,
+            collate_fn=dict(type='default_collate')),
         optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.01)),
         train_cfg=dict(by_epoch=False, max_iters=max_iters),
-        default_hooks=dict(checkpoint=dict(type='CheckpointHook', interval=2, by_epoch=False)),
+        default_hooks=dict(
+            checkpoint=dict(type='CheckpointHook', interval=2,
+                            by_epoch=False)),
         experiment_name=f'toy{max_iters}_{len(kw)}',
         **kw)
 
@@ -76,8 +82,9 @@ def test_runner_checkpoint_resumes(tmp_path):
 
 def test_numpy_scalars_in_meta(tmp_path):
     path = tmp_path / 'np.pth'
-    torch.save(dict(meta=dict(seed=np.int64(3), lr=np.float64(0.1)),
-                    state_dict={}), path)
+    torch.save(
+        dict(meta=dict(seed=np.int64(3), lr=np.float64(0.1)), state_dict={}),
+        path)
     meta = CheckpointLoader.load_checkpoint(str(path))['meta']
     assert meta['seed'] == 3 and meta['lr'] == pytest.approx(0.1)
 

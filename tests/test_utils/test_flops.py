@@ -66,15 +66,17 @@ def test_get_model_complexity_info_counts_grc():
 
         def __init__(self):
             super().__init__()
-            self.grc = GRCAttention(16, 2, cache_len=(4, 4), sr_ratio=2,
-                                    pos_conv=False)
+            self.grc = GRCAttention(
+                16, 2, cache_len=(4, 4), sr_ratio=2, pos_conv=False)
 
         def forward(self, x):
             return self.grc(x, x, (4, 4))
 
     model = Host().eval()
     res = get_model_complexity_info(
-        model, inputs=(torch.randn(1, 16, 16), ), show_table=False,
+        model,
+        inputs=(torch.randn(1, 16, 16), ),
+        show_table=False,
         show_arch=False)
     # cache attention: 16 queries over 4 reduced cache tokens, 2 heads of 4
     sdpa = 1 * 2 * 16 * 4 * (4 + 4)

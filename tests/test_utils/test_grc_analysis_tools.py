@@ -17,8 +17,11 @@ REFERENCE = os.environ.get('MMCACHED_GRC_REFERENCE',
 
 def _run(script, *args, timeout=300):
     proc = subprocess.run(
-        [sys.executable, osp.join(TOOLS, script), *args], cwd=REPO,
-        capture_output=True, text=True, timeout=timeout)
+        [sys.executable, osp.join(TOOLS, script), *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return proc.stdout
 
@@ -29,8 +32,10 @@ def test_benchmark_tiny():
     assert '| ours released |' in out and '| CachedPVT-Tiny released |' in out
     assert 'training throughput' in out and 'default allocator' in out
     # the FLOP-parity ratio: cached models have more FLOPs, so below 1
-    parity = [float(line.split('it would be ')[1].split()[0])
-              for line in out.splitlines() if 'at equal FLOP rates' in line]
+    parity = [
+        float(line.split('it would be ')[1].split()[0])
+        for line in out.splitlines() if 'at equal FLOP rates' in line
+    ]
     assert len(parity) == 4 and all(0 < p < 1 for p in parity)
     # each fast node measured on and off
     from mmcached.models.layers.grc_fast import NODES
@@ -41,22 +46,22 @@ def test_benchmark_tiny():
 
 def test_benchmark_keep_heap_reruns_with_glibc_tunables():
     out = _run('benchmark_grc.py', '--img-size', '32', '--batch-size', '1',
-               '--iters', '1', '--warmup', '0', '--threads', '1',
-               '--skip', 'model', '--keep-heap')
+               '--iters', '1', '--warmup', '0', '--threads', '1', '--skip',
+               'model', '--keep-heap')
     assert 'heap kept (MALLOC_MMAP_THRESHOLD_=' in out
     assert out.count('torch ') == 1  # one header
     assert '| ours released |' in out
 
 
 def test_complexity_table_tiny():
-    out = _run('grc_complexity_table.py', '--models', 'PVT-Tiny',
-               '--img-size', '64')
+    out = _run('grc_complexity_table.py', '--models', 'PVT-Tiny', '--img-size',
+               '64')
     rows = [line for line in out.splitlines() if line.startswith('| PVT')]
     assert len(rows) == 3 and 'error' not in out
 
 
-@pytest.mark.skipif(not osp.exists(REFERENCE),
-                    reason='released GRC code not available')
+@pytest.mark.skipif(
+    not osp.exists(REFERENCE), reason='released GRC code not available')
 def test_compare_released():
     out = _run('compare_released.py', '--reference', REFERENCE)
     assert out.rstrip().endswith('OK')

@@ -52,22 +52,30 @@ from mmcached.models.layers.grc_fast import NODES  # noqa: E402
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--reference', help='released GRC-Cache repo (root, '
-                        'core/ or bare git dir); adds the released module')
-    parser.add_argument('--device', default='cpu',
-                        help="'cpu', 'cuda' or 'auto' (cuda when available)")
+    parser.add_argument(
+        '--reference',
+        help='released GRC-Cache repo (root, '
+        'core/ or bare git dir); adds the released module')
+    parser.add_argument(
+        '--device',
+        default='cpu',
+        help="'cpu', 'cuda' or 'auto' (cuda when available)")
     parser.add_argument('--batch-size', type=int, default=8)
     parser.add_argument('--img-size', type=int, default=224)
     parser.add_argument('--iters', type=int, default=10)
     parser.add_argument('--warmup', type=int, default=3)
-    parser.add_argument('--model-batch-size', type=int, default=None,
-                        help='batch of the PVT-Tiny benchmark (default: '
-                        '--batch-size)')
-    parser.add_argument('--skip', nargs='*', default=[],
-                        choices=['layer', 'model'])
+    parser.add_argument(
+        '--model-batch-size',
+        type=int,
+        default=None,
+        help='batch of the PVT-Tiny benchmark (default: '
+        '--batch-size)')
+    parser.add_argument(
+        '--skip', nargs='*', default=[], choices=['layer', 'model'])
     parser.add_argument('--threads', type=int, default=None)
     parser.add_argument(
-        '--keep-heap', action='store_true',
+        '--keep-heap',
+        action='store_true',
         help='glibc only: keep freed memory in the heap, so that '
         'steps do not page-fault on fresh allocations, as with the CUDA '
         'caching allocator; by default glibc returns large blocks to the '
@@ -76,8 +84,10 @@ def parse_args():
 
 
 # glibc's tunables: large blocks from the heap, never trimmed back.
-_KEEP_HEAP_ENV = {'MALLOC_MMAP_THRESHOLD_': '4000000000',
-                  'MALLOC_TRIM_THRESHOLD_': '40000000000'}
+_KEEP_HEAP_ENV = {
+    'MALLOC_MMAP_THRESHOLD_': '4000000000',
+    'MALLOC_TRIM_THRESHOLD_': '40000000000'
+}
 
 
 def keep_heap() -> None:
@@ -225,8 +235,7 @@ def layer_benchmark(args, device):
           f'sr={sr}, cache_len={n} on its grid')
 
     def grc(mode):
-        return GRCAttention(dim, heads, cache_len=hw, mode=mode,
-                            sr_ratio=sr)
+        return GRCAttention(dim, heads, cache_len=hw, mode=mode, sr_ratio=sr)
 
     # name -> (module, fast nodes used by its steps)
     variants = OrderedDict()
@@ -239,17 +248,22 @@ def layer_benchmark(args, device):
         m = variants['ours released'][0]
         for node in NODES:
             variants[f'ours released, only {node}'] = (m, (node, ))
-            variants[f'ours released, no {node}'] = (
-                m, tuple(k for k in NODES if k != node))
+            variants[f'ours released, no {node}'] = (m,
+                                                     tuple(k for k in NODES
+                                                           if k != node))
     if args.reference:
         from released_loader import load_released
         grc_mod, pvt_mod = load_released(args.reference)
         kw = dict(num_heads=heads, qkv_bias=True, sr_ratio=sr)
         variants['released host only'] = (HostOnly(
             pvt_mod.Attention(dim, **kw), released_host=True), ())
-        variants['released'] = (Released(grc_mod.GRC_Self_Attention(
-            dim, attention_func=pvt_mod.Attention, cache_ratio=0.5,
-            cls_dim=0, **kw)), ())
+        variants['released'] = (Released(
+            grc_mod.GRC_Self_Attention(
+                dim,
+                attention_func=pvt_mod.Attention,
+                cache_ratio=0.5,
+                cls_dim=0,
+                **kw)), ())
         variants['ours released, released host'] = (HostWithGRC(
             pvt_mod.Attention(dim, **kw), grc('released'),
             released_host=True), NODES)
@@ -303,18 +317,24 @@ def model_benchmark(args, device):
     from mmcached.registry import MODELS
     init_default_scope('mmdet')
     B = args.model_batch_size or args.batch_size
-    tiny = dict(embed_dims=64, num_heads=[1, 2, 5, 8],
-                num_layers=[2, 2, 2, 2], pretrain_img_size=args.img_size,
-                init_cfg=None)
+    tiny = dict(
+        embed_dims=64,
+        num_heads=[1, 2, 5, 8],
+        num_layers=[2, 2, 2, 2],
+        pretrain_img_size=args.img_size,
+        init_cfg=None)
     # name -> (model, fast nodes used by its steps)
     variants = OrderedDict()
     variants['PVT-Tiny'] = (MODELS.build(
         dict(type='mmdet.PyramidVisionTransformer', **tiny)), ())
     for mode in ('released', 'paper'):
         m = MODELS.build(
-            dict(type='mmcached.CachedPVT', arch='tiny',
-                 pretrain_img_size=args.img_size,
-                 cache_cfg=dict(mode=mode), init_cfg=None))
+            dict(
+                type='mmcached.CachedPVT',
+                arch='tiny',
+                pretrain_img_size=args.img_size,
+                cache_cfg=dict(mode=mode),
+                init_cfg=None))
         variants[f'CachedPVT-Tiny {mode}'] = (m, NODES)
         variants[f'CachedPVT-Tiny {mode}, plain'] = (m, ())
     print(f'\nmodel: PVT-Tiny, B={B}, {args.img_size}px, training step')
@@ -333,8 +353,10 @@ def model_benchmark(args, device):
 
         return step
 
-    flops = {name: _gflops(m, args.img_size, device)
-             for name, (m, _) in variants.items()}
+    flops = {
+        name: _gflops(m, args.img_size, device)
+        for name, (m, _) in variants.items()
+    }
     res = measure(variants, make_step, device, args.iters, args.warmup)
     report('PVT-Tiny training step (forward + backward)', res, 'PVT-Tiny', B)
     base = res['PVT-Tiny'][0]
@@ -357,9 +379,10 @@ def _gflops(model, img_size, device):
     model.eval()
     try:
         res = get_model_complexity_info(
-            model, inputs=(torch.randn(1, 3, img_size, img_size,
-                                       device=device), ),
-            show_table=False, show_arch=False)
+            model,
+            inputs=(torch.randn(1, 3, img_size, img_size, device=device), ),
+            show_table=False,
+            show_arch=False)
     finally:
         model.train(was_training)
     return res['flops'] / 1e9

@@ -32,21 +32,52 @@ from mmcached.models.layers.released_mapping import \
 
 # host: 'pvt' (PVT Attention, takes H, W) or 'generic' (no H, W).
 CASES = [
-    dict(name='pvt sr=2', host='pvt', dim=64, heads=2, hw=(8, 8), sr=2,
-         cls=0, qkv_bias=True),
-    dict(name='pvt sr=1 no-bias', host='pvt', dim=32, heads=1, hw=(6, 6),
-         sr=1, cls=0, qkv_bias=False),
-    dict(name='generic cls=1', host='generic', dim=48, heads=4, hw=(7, 7),
-         sr=1, cls=1, qkv_bias=True, other_hw=(5, 5)),
-    dict(name='generic cls=0', host='generic', dim=32, heads=2, hw=(5, 5),
-         sr=1, cls=0, qkv_bias=True, other_hw=(4, 4)),
+    dict(
+        name='pvt sr=2',
+        host='pvt',
+        dim=64,
+        heads=2,
+        hw=(8, 8),
+        sr=2,
+        cls=0,
+        qkv_bias=True),
+    dict(
+        name='pvt sr=1 no-bias',
+        host='pvt',
+        dim=32,
+        heads=1,
+        hw=(6, 6),
+        sr=1,
+        cls=0,
+        qkv_bias=False),
+    dict(
+        name='generic cls=1',
+        host='generic',
+        dim=48,
+        heads=4,
+        hw=(7, 7),
+        sr=1,
+        cls=1,
+        qkv_bias=True,
+        other_hw=(5, 5)),
+    dict(
+        name='generic cls=0',
+        host='generic',
+        dim=32,
+        heads=2,
+        hw=(5, 5),
+        sr=1,
+        cls=0,
+        qkv_bias=True,
+        other_hw=(4, 4)),
 ]
 
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument(
-        '--reference', required=True,
+        '--reference',
+        required=True,
         help='the released GRC-Cache repo: its root, its core/ folder or a '
         'bare git directory')
     parser.add_argument('--batch-size', type=int, default=3)
@@ -80,10 +111,14 @@ def build(released_mods, case):
     randomise_(released)
     n_tokens = cls + case['hw'][0] * case['hw'][1]
     ours = GRCAttention(
-        dim, heads,
+        dim,
+        heads,
         cache_len=case['hw'] if case['host'] == 'pvt' else n_tokens,
-        cache_ratio=0.5, mode='released', sr_ratio=case['sr'],
-        qkv_bias=case['qkv_bias'], num_extra_tokens=cls)
+        cache_ratio=0.5,
+        mode='released',
+        sr_ratio=case['sr'],
+        qkv_bias=case['qkv_bias'],
+        num_extra_tokens=cls)
     missing, unexpected = ours.load_state_dict(
         map_released_grc_state_dict(released.state_dict()), strict=False)
     # The released cache exists only after a forward: ours stays zeros.
@@ -109,7 +144,8 @@ def run_both(released, ours, case, x, hw, backward=False):
         (out_o * w).sum().backward()
         res['dx'] = (xo.grad - xr.grad).abs().max().item()
         grads_r = map_released_grc_state_dict({
-            n: p.grad for n, p in released.named_parameters()
+            n: p.grad
+            for n, p in released.named_parameters()
             if not n.startswith('attn_self_func.')
         })
         grads_o = dict(ours.named_parameters())

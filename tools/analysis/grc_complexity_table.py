@@ -22,49 +22,64 @@ import torch.nn as nn
 
 # name -> (baseline cfg, cached cfg, paper (params M, GFLOPs) base / cached)
 MODELS_SPEC = OrderedDict([
-    ('ViT-S (DeiT-S)', (dict(type='mmpretrain.VisionTransformer',
-                             arch='deit-small'),
-                        dict(type='mmcached.CachedViT', arch='deit-small'),
-                        (22.1, 4.60), (25.5, 5.13))),
-    ('PVT-Tiny', (dict(type='mmdet.PyramidVisionTransformer',
-                       num_layers=[2, 2, 2, 2]),
-                  dict(type='mmcached.CachedPVT', arch='tiny'),
-                  (13.3, 1.90), (15.0, 2.15))),
-    ('PVT-Small', (dict(type='mmdet.PyramidVisionTransformer',
-                        num_layers=[3, 4, 6, 3]),
-                   dict(type='mmcached.CachedPVT', arch='small'),
-                   (24.5, 3.80), (28.3, 4.29))),
-    ('PVT-Medium', (dict(type='mmdet.PyramidVisionTransformer',
-                         num_layers=[3, 4, 18, 3]),
-                    dict(type='mmcached.CachedPVT', arch='medium'),
-                    (44.2, 6.70), (51.4, 7.61))),
-    ('Swin-T', (dict(type='mmdet.SwinTransformer', embed_dims=96,
-                     depths=[2, 2, 6, 2], num_heads=[3, 6, 12, 24]),
-                dict(type='mmcached.CachedSwin', arch='tiny'),
-                (28.0, 4.50), (32.8, 5.15))),
-    ('PVTv2-B2', (dict(type='mmdet.PyramidVisionTransformerV2',
-                       embed_dims=64, num_layers=[3, 4, 6, 3]),
-                  dict(type='mmcached.CachedPVTv2', arch='b2'),
-                  (25.4, 4.00), (29.1, 4.51))),
-    ('PVTv2-B3', (dict(type='mmdet.PyramidVisionTransformerV2',
-                       embed_dims=64, num_layers=[3, 4, 18, 3]),
-                  dict(type='mmcached.CachedPVTv2', arch='b3'),
-                  (45.2, 6.90), (52.5, 7.81))),
-    ('PVTv2-B4', (dict(type='mmdet.PyramidVisionTransformerV2',
-                       embed_dims=64, num_layers=[3, 8, 27, 3]),
-                  dict(type='mmcached.CachedPVTv2', arch='b4'),
-                  (62.6, 10.10), (72.5, 11.57))),
+    ('ViT-S (DeiT-S)',
+     (dict(type='mmpretrain.VisionTransformer', arch='deit-small'),
+      dict(type='mmcached.CachedViT',
+           arch='deit-small'), (22.1, 4.60), (25.5, 5.13))),
+    ('PVT-Tiny',
+     (dict(type='mmdet.PyramidVisionTransformer',
+           num_layers=[2, 2, 2,
+                       2]), dict(type='mmcached.CachedPVT',
+                                 arch='tiny'), (13.3, 1.90), (15.0, 2.15))),
+    ('PVT-Small',
+     (dict(type='mmdet.PyramidVisionTransformer',
+           num_layers=[3, 4, 6,
+                       3]), dict(type='mmcached.CachedPVT',
+                                 arch='small'), (24.5, 3.80), (28.3, 4.29))),
+    ('PVT-Medium',
+     (dict(type='mmdet.PyramidVisionTransformer',
+           num_layers=[3, 4, 18,
+                       3]), dict(type='mmcached.CachedPVT',
+                                 arch='medium'), (44.2, 6.70), (51.4, 7.61))),
+    ('Swin-T', (dict(
+        type='mmdet.SwinTransformer',
+        embed_dims=96,
+        depths=[2, 2, 6, 2],
+        num_heads=[3, 6, 12,
+                   24]), dict(type='mmcached.CachedSwin',
+                              arch='tiny'), (28.0, 4.50), (32.8, 5.15))),
+    ('PVTv2-B2', (dict(
+        type='mmdet.PyramidVisionTransformerV2',
+        embed_dims=64,
+        num_layers=[3, 4, 6,
+                    3]), dict(type='mmcached.CachedPVTv2',
+                              arch='b2'), (25.4, 4.00), (29.1, 4.51))),
+    ('PVTv2-B3', (dict(
+        type='mmdet.PyramidVisionTransformerV2',
+        embed_dims=64,
+        num_layers=[3, 4, 18,
+                    3]), dict(type='mmcached.CachedPVTv2',
+                              arch='b3'), (45.2, 6.90), (52.5, 7.81))),
+    ('PVTv2-B4', (dict(
+        type='mmdet.PyramidVisionTransformerV2',
+        embed_dims=64,
+        num_layers=[3, 8, 27,
+                    3]), dict(type='mmcached.CachedPVTv2',
+                              arch='b4'), (62.6, 10.10), (72.5, 11.57))),
 ])
 
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--models', nargs='*', default=None,
-                        help=f'subset of: {", ".join(MODELS_SPEC)}')
+    parser.add_argument(
+        '--models',
+        nargs='*',
+        default=None,
+        help=f'subset of: {", ".join(MODELS_SPEC)}')
     parser.add_argument('--img-size', type=int, default=224)
     parser.add_argument('--num-classes', type=int, default=1000)
-    parser.add_argument('--mode', default='released',
-                        choices=['released', 'paper'])
+    parser.add_argument(
+        '--mode', default='released', choices=['released', 'paper'])
     parser.add_argument('--cache-ratio', type=float, default=0.5)
     return parser.parse_args()
 
@@ -112,7 +127,9 @@ def complexity(model, img_size):
     from mmcached.utils.flops import get_model_complexity_info
     model.eval()
     res = get_model_complexity_info(
-        model, input_shape=(3, img_size, img_size), show_table=False,
+        model,
+        input_shape=(3, img_size, img_size),
+        show_table=False,
         show_arch=False)
     return res['params'] / 1e6, res['flops'] / 1e9
 
@@ -139,30 +156,34 @@ def main():
     print('|---|---|---|---|---|---|---|---|')
     for name in names:
         base_cfg, cached_cfg, paper_base, paper_cached = MODELS_SPEC[name]
-        cached_cfg = dict(cached_cfg, cache_cfg=dict(
-            mode=args.mode, cache_ratio=args.cache_ratio))
+        cached_cfg = dict(
+            cached_cfg,
+            cache_cfg=dict(mode=args.mode, cache_ratio=args.cache_ratio))
         rows = []
         for variant, cfg, paper in (('baseline', base_cfg, paper_base),
                                     ('cached', cached_cfg, paper_cached)):
             try:
-                model = WithHead(build(cfg, args.img_size), args.num_classes,
-                                 args.img_size)
+                model = WithHead(
+                    build(cfg, args.img_size), args.num_classes, args.img_size)
                 params, flops = complexity(model, args.img_size)
             except Exception as e:  # report and go on with the others
                 print(f'| {name} | {variant} | error: {type(e).__name__}: '
                       f'{e} | | | | | |')
                 continue
             rows.append((params, flops))
-            print(f'| {name} | {variant} | {params:.2f} | {paper[0]:.1f} | '
-                  f'{gap(params, paper[0])} | {flops:.2f} | {paper[1]:.2f} | '
-                  f'{gap(flops, paper[1])} |', flush=True)
+            print(
+                f'| {name} | {variant} | {params:.2f} | {paper[0]:.1f} | '
+                f'{gap(params, paper[0])} | {flops:.2f} | {paper[1]:.2f} | '
+                f'{gap(flops, paper[1])} |',
+                flush=True)
         if len(rows) == 2:
             dp, df = rows[1][0] - rows[0][0], rows[1][1] - rows[0][1]
             pp = paper_cached[0] - paper_base[0]
             pf = paper_cached[1] - paper_base[1]
-            print(f'| {name} | cache adds | {dp:+.2f} | {pp:+.1f} | '
-                  f'{gap(dp, pp)} | {df:+.2f} | {pf:+.2f} | {gap(df, pf)} |',
-                  flush=True)
+            print(
+                f'| {name} | cache adds | {dp:+.2f} | {pp:+.1f} | '
+                f'{gap(dp, pp)} | {df:+.2f} | {pf:+.2f} | {gap(df, pf)} |',
+                flush=True)
 
 
 if __name__ == '__main__':

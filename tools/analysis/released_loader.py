@@ -37,7 +37,9 @@ def _core_dir(path: str) -> str:
         elif osp.isfile(osp.join(path, 'HEAD')):  # bare git dir
             text = subprocess.run(
                 ['git', '--git-dir', path, 'show', f'HEAD:core/{name}'],
-                check=True, capture_output=True, text=True).stdout
+                check=True,
+                capture_output=True,
+                text=True).stdout
         else:
             raise FileNotFoundError(
                 f'{path} holds neither core/GRC_Attention.py nor a git repo')

@@ -24,8 +24,9 @@ def check(name, fn):
 def _torch():
     import torch
     import torchvision
-    return (f'torch {torch.__version__}, torchvision {torchvision.__version__}, '
-            f'CUDA available: {torch.cuda.is_available()}')
+    return (
+        f'torch {torch.__version__}, torchvision {torchvision.__version__}, '
+        f'CUDA available: {torch.cuda.is_available()}')
 
 
 def _mmcv_ops():
@@ -59,11 +60,13 @@ def _mmpretrain():
 
 
 def _mmcached():
-    import mmcached
     from mmengine.registry import MODELS
+
+    import mmcached
     missing = [n for n in mmcached.REGISTERED_MODELS if MODELS.get(n) is None]
     assert not missing, f'not registered: {missing}'
-    return f'mmcached {mmcached.__version__}, {len(mmcached.REGISTERED_MODELS)} models registered'
+    return (f'mmcached {mmcached.__version__}, '
+            f'{len(mmcached.REGISTERED_MODELS)} models registered')
 
 
 def main():
@@ -72,9 +75,14 @@ def main():
         'mmcv ops, mmdet and mmpretrain models, mmcached registrations. '
         'Exits 1 with what failed and what to do.').parse_args()
     print(f'Python {sys.version.split()[0]} at {sys.executable}')
-    results = [check(n, f) for n, f in [
-        ('torch', _torch), ('mmcv compiled ops', _mmcv_ops), ('mmdet models', _mmdet),
-        ('mmpretrain models', _mmpretrain), ('mmcached', _mmcached)]]
+    results = [
+        check(n, f)
+        for n, f in [('torch', _torch), (
+            'mmcv compiled ops',
+            _mmcv_ops), ('mmdet models',
+                         _mmdet), ('mmpretrain models',
+                                   _mmpretrain), ('mmcached', _mmcached)]
+    ]
     return 0 if all(results) else 1
 
 

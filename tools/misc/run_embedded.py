@@ -1,7 +1,8 @@
 """Train an embedded config on CPU, then report its final metrics and wall
 time (how the figures in the docs were measured).
 
-    python tools/misc/run_embedded.py configs/embedded/cached-vit-mini-p8_1xb64-40e_digits.py
+    python tools/misc/run_embedded.py \
+        configs/embedded/cached-vit-mini-p8_1xb64-40e_digits.py
 
 Writes ``<work_dir>/embedded_result.json`` with the metrics of the last
 validation, the training wall time and the number of threads used.
@@ -21,7 +22,9 @@ def parse_args():
     parser.add_argument('config', help='config file')
     parser.add_argument('--work-dir', help='default: work_dirs/<config name>')
     parser.add_argument(
-        '--epochs', type=int, help='override max_epochs (validates at the end)')
+        '--epochs',
+        type=int,
+        help='override max_epochs (validates at the end)')
     parser.add_argument('--threads', type=int, help='torch threads')
     return parser.parse_args()
 
@@ -31,9 +34,10 @@ def main():
     import torch
     if args.threads:
         torch.set_num_threads(args.threads)
-    import mmcached  # noqa: F401
     from mmengine.config import Config
     from mmengine.runner import Runner
+
+    import mmcached  # noqa: F401
     cfg = Config.fromfile(args.config)
     name = osp.splitext(osp.basename(args.config))[0]
     cfg.work_dir = args.work_dir or osp.join('work_dirs', name)

@@ -15,11 +15,10 @@ import os.path as osp
 import sys
 from collections import OrderedDict
 
-
-sys.path.insert(
-    0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
-from mmcached.utils.checkpoint import (load_state_dict_from,  # noqa: E402
-                                       save_state_dict)
+sys.path.insert(0,
+                osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
+from mmcached.utils.checkpoint import load_state_dict_from  # noqa: E402
+from mmcached.utils.checkpoint import save_state_dict
 
 # timm name part -> mmpretrain name part, inside ``blocks.{i}.``
 _BLOCK_KEYS = (
@@ -66,7 +65,6 @@ def convert_deit(state_dict: dict, head: bool = True) -> OrderedDict:
             raise ValueError(f'unknown timm key {k!r}')
         out['backbone.' + new_k] = v
     return out
-
 
 
 def main(argv=None):

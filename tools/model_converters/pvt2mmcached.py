@@ -15,11 +15,10 @@ import os.path as osp
 import sys
 from collections import OrderedDict
 
-
-sys.path.insert(
-    0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
-from mmcached.utils.checkpoint import (load_state_dict_from,  # noqa: E402
-                                       save_state_dict)
+sys.path.insert(0,
+                osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
+from mmcached.utils.checkpoint import load_state_dict_from  # noqa: E402
+from mmcached.utils.checkpoint import save_state_dict
 
 
 def convert_pvt(state_dict: dict, prefix: str = '') -> OrderedDict:
@@ -30,7 +29,6 @@ def convert_pvt(state_dict: dict, prefix: str = '') -> OrderedDict:
                          '"block1." or "patch_embed1." keys')
     return OrderedDict(
         (prefix + k, v) for k, v in pvt_convert(state_dict).items())
-
 
 
 def main(argv=None):

@@ -19,17 +19,18 @@ from collections import OrderedDict
 
 import torch
 
-sys.path.insert(
-    0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
-from mmcached.utils.checkpoint import (load_state_dict_from,  # noqa: E402
-                                       save_state_dict)
+sys.path.insert(0,
+                osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
+from mmcached.utils.checkpoint import load_state_dict_from  # noqa: E402
+from mmcached.utils.checkpoint import save_state_dict
 
 
 def _relative_position_index(window: int) -> torch.Tensor:
     """The (deterministic) index buffer of a window of ``window`` tokens."""
     coords = torch.stack(
-        torch.meshgrid(torch.arange(window), torch.arange(window),
-                       indexing='ij')).flatten(1)
+        torch.meshgrid(
+            torch.arange(window), torch.arange(window),
+            indexing='ij')).flatten(1)
     rel = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0) + \
         (window - 1)
     return rel[..., 0] * (2 * window - 1) + rel[..., 1]
@@ -78,7 +79,6 @@ def convert_swin(state_dict: dict, head: bool = True) -> OrderedDict:
             if k.startswith('head.'):
                 out['head.fc.' + k[len('head.'):]] = v
     return out
-
 
 
 def main(argv=None):

@@ -158,8 +158,10 @@ def merge_arch(arch_zoo: Dict[str, dict], arch, kwargs: dict,
         raise TypeError(f'{cls_name}: arch must be a str, dict or None, '
                         f'got {type(arch).__name__}')
     # the arch's sequences as lists, like the bases' own defaults
-    merged = {k: list(v) if isinstance(v, (list, tuple)) else v
-              for k, v in settings.items()}
+    merged = {
+        k: list(v) if isinstance(v, (list, tuple)) else v
+        for k, v in settings.items()
+    }
     return dict(merged, **kwargs)
 
 
@@ -202,8 +204,8 @@ def select_layers(cls_name: str, depths: Sequence[int], cached_stages,
     for s, depth in enumerate(depths):
         selected.append({
             j
-            for j in range(depth) if s in stages and (
-                layers is None or start + j in layers)
+            for j in range(depth)
+            if s in stages and (layers is None or start + j in layers)
         })
         start += depth
     return selected
@@ -244,8 +246,8 @@ def check_cache_lens(cls_name: str, cache_lens,
 def stage_grids(img_size, strides: Sequence[int]) -> List[Tuple[int, int]]:
     """Token grid of each stage at ``img_size`` (an int, (s, ) or (h, w))
     for the stages' own strides."""
-    h, w = to_2tuple(img_size) if isinstance(img_size, int) or len(
-        img_size) != 1 else to_2tuple(img_size[0])
+    h, w = to_2tuple(img_size) if isinstance(
+        img_size, int) or len(img_size) != 1 else to_2tuple(img_size[0])
     grids, s = [], 1
     for stride in strides:
         s *= stride

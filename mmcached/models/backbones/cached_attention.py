@@ -60,8 +60,10 @@ class CachedSpatialReductionAttention(CachedAttentionMixin,
 
     @staticmethod
     def site(host):
-        return dict(embed_dims=host.embed_dims, num_heads=host.num_heads,
-                    sr_ratio=host.sr_ratio)
+        return dict(
+            embed_dims=host.embed_dims,
+            num_heads=host.num_heads,
+            sr_ratio=host.sr_ratio)
 
     def _attach(self, layer):
         super()._attach(layer)
@@ -75,7 +77,8 @@ class CachedSpatialReductionAttention(CachedAttentionMixin,
     def project_qkv(self, x):
         attn = self.attn  # torch's MultiheadAttention: one in-projection
         return nn.functional.linear(x, attn.in_proj_weight,
-                                    attn.in_proj_bias).chunk(3, dim=-1)
+                                    attn.in_proj_bias).chunk(
+                                        3, dim=-1)
 
     def project_out(self, y):
         return self.attn.out_proj(y)
@@ -99,8 +102,8 @@ class CachedShiftWindowMSA(CachedAttentionMixin, ShiftWindowMSA):
 
     @staticmethod
     def site(host):
-        return dict(embed_dims=host.w_msa.embed_dims,
-                    num_heads=host.w_msa.num_heads)
+        return dict(
+            embed_dims=host.w_msa.embed_dims, num_heads=host.w_msa.num_heads)
 
     def _attach(self, layer):
         super()._attach(layer)

@@ -2,15 +2,15 @@
 encoder layers' attention."""
 from mmdet.models.backbones.pvt import (PVTEncoderLayer,
                                         PyramidVisionTransformer,
-                                        PyramidVisionTransformerV2, pvt_convert)
+                                        PyramidVisionTransformerV2,
+                                        pvt_convert)
 from mmengine.logging import MMLogger
 from mmengine.runner.checkpoint import (_load_checkpoint_with_prefix,
                                         load_state_dict)
 
 from mmcached.registry import MODELS
 from ..layers.cache_layer import BaseCacheLayer
-from .base import (CACHE_ARGS_DOC, CachedBackboneMixin, merge_arch,
-                   stage_grids)
+from .base import CACHE_ARGS_DOC, CachedBackboneMixin, merge_arch, stage_grids
 
 
 class _CachedPVTMixin(CachedBackboneMixin):
@@ -29,15 +29,16 @@ class _CachedPVTMixin(CachedBackboneMixin):
                  **kwargs):
         kwargs = merge_arch(self.arch_zoo, arch, kwargs, type(self).__name__)
         super().__init__(pretrain_img_size=pretrain_img_size, **kwargs)
-        attentions = [[m.attn for m in stage[1] if isinstance(
-            m, PVTEncoderLayer)] for stage in self.layers]
+        attentions = [[
+            m.attn for m in stage[1] if isinstance(m, PVTEncoderLayer)
+        ] for stage in self.layers]
         # As in the released code: one cache token per patch of the stage
         # at the pretraining size, on its grid (the cache attention reduces
         # it like the stage reduces its keys).
         self.add_cache_layers(attentions, cache_cfg, cached_stages,
                               cached_layers, cache_lens,
-                              stage_grids(pretrain_img_size, self.strides),
-                              reset_cache)
+                              stage_grids(pretrain_img_size,
+                                          self.strides), reset_cache)
 
     def init_base_weights(self):
         cfg = self.init_cfg

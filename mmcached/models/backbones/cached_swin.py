@@ -9,8 +9,7 @@ tuple) also feed mmpretrain's ``GlobalAveragePooling`` neck + linear head.
 from mmdet.models.backbones.swin import SwinTransformer
 
 from mmcached.registry import MODELS
-from .base import (CACHE_ARGS_DOC, CachedBackboneMixin, merge_arch,
-                   stage_grids)
+from .base import CACHE_ARGS_DOC, CachedBackboneMixin, merge_arch, stage_grids
 
 
 @MODELS.register_module()
@@ -77,15 +76,15 @@ class CachedSwin(CachedBackboneMixin, SwinTransformer):
         strides = [self.patch_embed.projection.stride[0]] + [
             stage.downsample.sampler.stride[0] for stage in self.stages[:-1]
         ]
-        self.add_cache_layers(
-            [[block.attn for block in stage.blocks] for stage in self.stages],
-            cache_cfg,
-            cached_stages,
-            cached_layers,
-            cache_lens,
-            stage_grids(pretrain_img_size, strides),
-            reset_cache,
-            sr_ratio=list(cache_sr_ratios))
+        self.add_cache_layers([[block.attn for block in stage.blocks]
+                               for stage in self.stages],
+                              cache_cfg,
+                              cached_stages,
+                              cached_layers,
+                              cache_lens,
+                              stage_grids(pretrain_img_size, strides),
+                              reset_cache,
+                              sr_ratio=list(cache_sr_ratios))
 
     def forward(self, x):
         """x: (B, C, H, W) -> tuple of (B, C_i, H_i, W_i) per out index."""

@@ -27,9 +27,10 @@ The backbone fills in what it derives from the host and the stage, and only
 the arguments the layer's ``__init__`` names (a layer that needs no cache
 length does not declare one): ``embed_dims`` (D), ``num_heads`` (H),
 ``cache_len`` (int, or the (h, w) grid of the stage at the pretraining
-resolution), ``sr_ratio`` (spatial reduction of the stage), ``num_extra_tokens``,
-and, for replacing layers, ``host_projections=True``. Every other argument
-comes from ``cache_cfg``, and the layer validates its arguments itself.
+resolution), ``sr_ratio`` (spatial reduction of the stage),
+``num_extra_tokens``, and, for replacing layers, ``host_projections=True``.
+Every other argument comes from ``cache_cfg``, and the layer validates its
+arguments itself.
 """
 import inspect
 

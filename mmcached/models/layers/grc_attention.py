@@ -326,7 +326,8 @@ class GRCAttention(BaseCacheLayer):
         if grc_fast.applies('head_mix', o_self, o_mem, alpha):
             return grc_fast.head_mix(o_self, o_mem, alpha, pos).view(B, N, D)
         a = alpha[:, None]
-        out = a * F.pad(o_mem, (0, D // H - o_mem.shape[-1])) + (1 - a) * o_self
+        out = a * F.pad(o_mem,
+                        (0, D // H - o_mem.shape[-1])) + (1 - a) * o_self
         return out.view(B, N, D) if pos is None else out.view(B, N, D) + pos
 
     def cache_attention(self, q_in: torch.Tensor,
@@ -340,10 +341,12 @@ class GRCAttention(BaseCacheLayer):
             grid = mem.transpose(1, 2).reshape(B, dm, *self.cache_grid)
             mem = self.mem_norm(self.mem_sr(grid).flatten(2).transpose(1, 2))
         q = self.mem_q(q_in).view(B, N, H, -1).transpose(1, 2)
-        k, v = self.mem_kv(mem).view(B, -1, 2, H, dm // H).permute(
-            2, 0, 3, 1, 4)
+        k, v = self.mem_kv(mem).view(B, -1, 2, H,
+                                     dm // H).permute(2, 0, 3, 1, 4)
         o_mem = F.scaled_dot_product_attention(
-            q, k, v,
+            q,
+            k,
+            v,
             dropout_p=self.attn_drop if self.training else 0.,
             scale=self.scale).transpose(1, 2).flatten(2)
         return self.mem_proj_drop(self.mem_proj(o_mem))

@@ -115,9 +115,8 @@ def map_released_grc_state_dict(
             if reset is None and update is None:
                 continue
             if reset is None or update is None:
-                raise KeyError(
-                    f'{prefix!r}: linear_reset.{param} and '
-                    f'linear_update.{param} must come together')
+                raise KeyError(f'{prefix!r}: linear_reset.{param} and '
+                               f'linear_update.{param} must come together')
             # Our fused gate Linear emits [reset, update] along its outputs.
             out[prefix + grc_prefix + f'cache.gates.{param}'] = torch.cat(
                 [reset, update], dim=0)

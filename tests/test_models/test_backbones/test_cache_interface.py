@@ -47,7 +47,10 @@ class ToyReplacingCache(BaseCacheLayer):
     name = 'toy'
     replaces_host = True
 
-    def __init__(self, embed_dims, num_heads, host_projections=False,
+    def __init__(self,
+                 embed_dims,
+                 num_heads,
+                 host_projections=False,
                  init_cfg=None):
         super().__init__(init_cfg=init_cfg)
         assert host_projections  # a backbone provides them
@@ -65,12 +68,21 @@ BACKBONES = {
     'pvt': (CachedPVT, PyramidVisionTransformer, PVT_TINY, (64, 72)),
     'pvtv2': (CachedPVTv2, PyramidVisionTransformerV2, PVT_TINY, (64, 72)),
     'swin': (CachedSwin, SwinTransformer,
-             dict(embed_dims=16, depths=(1, 1, 1, 1), num_heads=(1, 2, 2, 4),
-                  window_size=2, pretrain_img_size=64), (64, 96)),
+             dict(
+                 embed_dims=16,
+                 depths=(1, 1, 1, 1),
+                 num_heads=(1, 2, 2, 4),
+                 window_size=2,
+                 pretrain_img_size=64), (64, 96)),
     'vit': (CachedViT, VisionTransformer,
-            dict(arch=dict(embed_dims=16, num_layers=2, num_heads=2,
-                           feedforward_channels=32),
-                 img_size=32, patch_size=8), (32, 56)),
+            dict(
+                arch=dict(
+                    embed_dims=16,
+                    num_layers=2,
+                    num_heads=2,
+                    feedforward_channels=32),
+                img_size=32,
+                patch_size=8), (32, 56)),
 }
 
 
@@ -101,8 +113,8 @@ def test_mixing_layer_plugs_in(name):
         if isinstance(t, ToyMixingCache):
             host = model.get_submodule(n.rsplit('.', 1)[0])
             site = type(host).site(host)
-            assert t.site == dict(embed_dims=site['embed_dims'],
-                                  num_heads=site['num_heads'])
+            assert t.site == dict(
+                embed_dims=site['embed_dims'], num_heads=site['num_heads'])
     # base keys unchanged, the layer's under attn.toy
     sd, base_sd = model.state_dict(), base.state_dict()
     assert set(base_sd) <= set(sd)
@@ -114,15 +126,17 @@ def test_mixing_layer_plugs_in(name):
         for a, b in zip(_outs(model(x)), _outs(base(x))):
             torch.testing.assert_close(a, b)
     # the patch grid reached every layer explicitly
-    assert all(t.seen and all(hw is not None for _, hw in t.seen)
-               for t in toys)
+    assert all(
+        t.seen and all(hw is not None for _, hw in t.seen) for t in toys)
     # training writes the memory, reset_cache empties it
     model.train()
     model(x)
     assert all(t.memory.abs().sum() > 0 for t in toys)
     cls = type(model)
-    kw = dict(BACKBONES[name][2], cache_cfg=dict(type='ToyMixingCache'),
-              reset_cache=True)
+    kw = dict(
+        BACKBONES[name][2],
+        cache_cfg=dict(type='ToyMixingCache'),
+        reset_cache=True)
     fresh = cls(**kw)
     fresh.load_state_dict(model.state_dict())
     fresh.init_weights()
@@ -139,8 +153,9 @@ def test_replacing_layer_plugs_in(name):
     # mixing used (PVT's key reduction, Swin's position bias) is gone
     assert all('.attn.toy.' in k for k in set(sd) - set(base_sd))
     gone = set(base_sd) - set(sd)
-    assert all('.attn.sr.' in k or '.attn.norm.' in k or 'relative_position'
-               in k for k in gone), sorted(gone)[:4]
+    assert all(
+        '.attn.sr.' in k or '.attn.norm.' in k or 'relative_position' in k
+        for k in gone), sorted(gone)[:4]
     missing, unexpected = model.load_state_dict(base_sd, strict=False)
     assert set(missing) == set(sd) - set(base_sd)
     assert set(unexpected) == gone
@@ -148,8 +163,11 @@ def test_replacing_layer_plugs_in(name):
     outs = _outs(model(x))
     sum(o.float().pow(2).mean() for o in outs).backward()
     # the host's projections and the layer's own u got gradients
-    grads = {n for n, p in model.named_parameters() if p.grad is not None
-             and p.grad.abs().sum() > 0}
+    grads = {
+        n
+        for n, p in model.named_parameters()
+        if p.grad is not None and p.grad.abs().sum() > 0
+    }
     assert any('.attn.toy.u.' in n for n in grads)
     proj = ('attn.in_proj_weight', 'attn.out_proj.weight', 'qkv.weight',
             'proj.weight')

@@ -70,14 +70,17 @@ def test_out_indices_and_selection():
     grc = [n for n, m in model.named_modules() if isinstance(m, GRCAttention)]
     assert grc == ['layers.0.1.2.attn.grc', 'layers.3.1.2.attn.grc']
     model = CachedPVT(
-        embed_dims=8, num_layers=[2, 1, 1, 2], cached_stages=[3],
+        embed_dims=8,
+        num_layers=[2, 1, 1, 2],
+        cached_stages=[3],
         cached_layers=[0, 1, 4])
     assert num_grc(model) == 1
 
 
 def test_cache_lens_and_modes():
     model = CachedPVT(
-        **TINY, cache_lens=[(8, 8), None, None, 10],
+        **TINY,
+        cache_lens=[(8, 8), None, None, 10],
         cache_cfg=dict(mode='paper', cache_ratio=1.0))
     attns = [m for m in model.modules() if isinstance(m, GRCAttention)]
     assert attns[0].cache_len == 64 and attns[3].cache_len == 10
@@ -203,8 +206,11 @@ def test_build_from_registry(scope):
 def test_pretrained_with_prefix_loads_classifier_checkpoint(tmp_path):
     """A classifier checkpoint ('backbone.*' keys) loads through
     init_cfg.prefix, which mmdet's PVT itself ignores."""
-    kw = dict(embed_dims=16, num_layers=[1, 1, 1, 1], num_heads=[1, 2, 4, 8],
-              pretrain_img_size=64)
+    kw = dict(
+        embed_dims=16,
+        num_layers=[1, 1, 1, 1],
+        num_heads=[1, 2, 4, 8],
+        pretrain_img_size=64)
     torch.manual_seed(0)
     src = CachedPVT(**kw)
     src.init_weights()
@@ -212,12 +218,16 @@ def test_pretrained_with_prefix_loads_classifier_checkpoint(tmp_path):
         if hasattr(m, 'memory'):
             m.memory.fill_(1.)
     path = str(tmp_path / 'cls.pth')
-    torch.save({'state_dict': {'backbone.' + k: v
-                               for k, v in src.state_dict().items()}}, path)
+    torch.save(
+        {
+            'state_dict':
+            {'backbone.' + k: v
+             for k, v in src.state_dict().items()}
+        }, path)
     init_cfg = dict(type='Pretrained', checkpoint=path, prefix='backbone.')
     torch.manual_seed(1)
-    dst = CachedPVT(**kw, reset_cache=True, convert_weights=False,
-                    init_cfg=init_cfg)
+    dst = CachedPVT(
+        **kw, reset_cache=True, convert_weights=False, init_cfg=init_cfg)
     dst.init_weights()
     for (k, a), b in zip(src.state_dict().items(), dst.state_dict().values()):
         if 'memory' in k:
@@ -225,10 +235,11 @@ def test_pretrained_with_prefix_loads_classifier_checkpoint(tmp_path):
         else:
             assert torch.equal(a, b), k
 
-    bad = CachedPVT(**kw, convert_weights=False,
-                    init_cfg=dict(init_cfg, prefix='model.'))
+    bad = CachedPVT(
+        **kw, convert_weights=False, init_cfg=dict(init_cfg, prefix='model.'))
     with pytest.raises(AssertionError, match='model.'):
         bad.init_weights()
     torch.save({'state_dict': {'backbone.other': torch.zeros(1)}}, path)
     with pytest.raises(ValueError, match='no weight of checkpoint'):
-        CachedPVT(**kw, convert_weights=False, init_cfg=init_cfg).init_weights()
+        CachedPVT(
+            **kw, convert_weights=False, init_cfg=init_cfg).init_weights()

@@ -120,8 +120,10 @@ def test_reset_cache_after_pretrained(reset, tmp_path):
     path = str(tmp_path / 'pretrained.pth')
     # mmdet's Swin Pretrained init keeps only ``backbone.`` keys
     torch.save(
-        dict(state_dict={'backbone.' + k: v
-                         for k, v in src.state_dict().items()}), path)
+        dict(state_dict={
+            'backbone.' + k: v
+            for k, v in src.state_dict().items()
+        }), path)
     model = CachedSwin(
         **TINY,
         reset_cache=reset,
@@ -169,5 +171,5 @@ def test_build_from_mmdet_scope():
     from mmdet.registry import MODELS
     from mmengine.registry import init_default_scope
     init_default_scope('mmdet')
-    assert isinstance(MODELS.build(dict(type='CachedSwin', **TINY)),
-                      CachedSwin)
+    assert isinstance(
+        MODELS.build(dict(type='CachedSwin', **TINY)), CachedSwin)

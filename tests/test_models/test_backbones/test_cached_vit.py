@@ -41,8 +41,7 @@ def test_keys_and_cache_len():
     assert attn.grc.cache_len == 4 * 4 + 1 and attn.grc.num_extra_tokens == 1
     assert 'layers.1.attn.grc.cache.memory' in model.state_dict()
     # DeiT-S default: 197 tokens at 224 / 16
-    model = CachedViT(
-        arch='deit-small', cached_layers=[0], init_cfg=None)
+    model = CachedViT(arch='deit-small', cached_layers=[0], init_cfg=None)
     assert model.embed_dims == 384 and num_grc(model) == 1
     assert model.layers[0].attn.grc.cache_len == 197
     # no class token: patches only
@@ -52,8 +51,11 @@ def test_keys_and_cache_len():
 
 
 def test_selection_and_options():
-    model = CachedViT(**TINY, cached_layers=[0, -1], cache_lens=50,
-                      cache_cfg=dict(mode='paper', cache_ratio=1.0))
+    model = CachedViT(
+        **TINY,
+        cached_layers=[0, -1],
+        cache_lens=50,
+        cache_cfg=dict(mode='paper', cache_ratio=1.0))
     grcs = [n for n, m in model.named_modules() if isinstance(m, GRCAttention)]
     assert grcs == ['layers.0.attn.grc', 'layers.2.attn.grc']
     assert model.layers[0].attn.grc.cache_len == 50

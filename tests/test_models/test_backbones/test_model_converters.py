@@ -10,8 +10,8 @@ import sys
 import pytest
 import torch
 
-from mmcached.models.backbones import CachedPVT, CachedPVTv2, CachedSwin
-from mmcached.models.backbones import CachedViT
+from mmcached.models.backbones import (CachedPVT, CachedPVTv2, CachedSwin,
+                                       CachedViT)
 
 ROOT = osp.abspath(osp.join(osp.dirname(__file__), '..', '..', '..'))
 TOOLS = osp.join(ROOT, 'tools', 'model_converters')
@@ -129,8 +129,7 @@ def _timm_deit(model):
 def test_deit2mmcached(tmp_path):
     cfg = dict(
         arch=dict(
-            embed_dims=32, num_layers=2, num_heads=2,
-            feedforward_channels=64),
+            embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64),
         img_size=64,
         patch_size=16)
     torch.manual_seed(0)
@@ -143,8 +142,10 @@ def test_deit2mmcached(tmp_path):
     _tool('deit2mmcached').main([src, dst])
     converted = torch.load(dst, weights_only=False)['state_dict']
     assert converted['head.layers.head.weight'].shape == (10, 32)
-    backbone = {k[9:]: v for k, v in converted.items()
-                if k.startswith('backbone.')}
+    backbone = {
+        k[9:]: v
+        for k, v in converted.items() if k.startswith('backbone.')
+    }
     _assert_loads(CachedViT(**cfg), backbone)
     with pytest.raises(ValueError, match='distilled'):
         _tool('deit2mmcached').convert_deit(dict(timm_sd, dist_token=None))
@@ -157,11 +158,11 @@ def _official_swin(model):
     def unfold_to_official(x):  # inverse of mmdet's reduction reorder
         if x.dim() == 2:
             o, i = x.shape
-            return x.reshape(o, i // 4, 4)[:, :, [0, 2, 1, 3]].transpose(
-                1, 2).reshape(o, i)
+            return x.reshape(o, i // 4,
+                             4)[:, :, [0, 2, 1, 3]].transpose(1,
+                                                              2).reshape(o, i)
         i = x.shape[0]
-        return x.reshape(i // 4, 4)[:, [0, 2, 1, 3]].transpose(0,
-                                                               1).reshape(i)
+        return x.reshape(i // 4, 4)[:, [0, 2, 1, 3]].transpose(0, 1).reshape(i)
 
     out = {}
     last = len(model.stages) - 1
@@ -198,8 +199,12 @@ def _timm_swin(official):
 
 @pytest.mark.parametrize('layout', ['official', 'timm'])
 def test_swin2mmcached(layout, tmp_path):
-    cfg = dict(embed_dims=16, depths=(2, 1, 1, 1), num_heads=(1, 2, 4, 8),
-               mlp_ratio=2, out_indices=(3, ))
+    cfg = dict(
+        embed_dims=16,
+        depths=(2, 1, 1, 1),
+        num_heads=(1, 2, 4, 8),
+        mlp_ratio=2,
+        out_indices=(3, ))
     torch.manual_seed(0)
     ref = CachedSwin(**cfg)
     ref.init_weights()
@@ -214,8 +219,10 @@ def test_swin2mmcached(layout, tmp_path):
     _tool('swin2mmcached').main([src, dst])
     converted = torch.load(dst, weights_only=False)['state_dict']
     assert converted['head.fc.weight'].shape == (10, 128)
-    backbone = {k[9:]: v for k, v in converted.items()
-                if k.startswith('backbone.')}
+    backbone = {
+        k[9:]: v
+        for k, v in converted.items() if k.startswith('backbone.')
+    }
     model = CachedSwin(**cfg)
     _assert_loads(model, backbone)
     # and through mmdet's Pretrained init
@@ -224,10 +231,13 @@ def test_swin2mmcached(layout, tmp_path):
     _assert_equal(model, backbone)
 
 
-@pytest.mark.parametrize(
-    'tool', ['pvt2mmcached', 'deit2mmcached', 'swin2mmcached'])
+@pytest.mark.parametrize('tool',
+                         ['pvt2mmcached', 'deit2mmcached', 'swin2mmcached'])
 def test_help(tool):
-    res = subprocess.run([sys.executable, osp.join(TOOLS, tool + '.py'),
-                          '--help'], capture_output=True, text=True,
-                         cwd=ROOT)
+    res = subprocess.run(
+        [sys.executable,
+         osp.join(TOOLS, tool + '.py'), '--help'],
+        capture_output=True,
+        text=True,
+        cwd=ROOT)
     assert res.returncode == 0 and 'dst' in res.stdout

@@ -3,7 +3,6 @@ hand-checkable tensors, cache semantics, errors, dtypes and DDP sync."""
 import copy
 import io
 import math
-import os.path as osp
 
 import pytest
 import torch
@@ -98,8 +97,8 @@ def test_update_gate_keeps_or_replaces():
     s = torch.randn(1, T, d)
     with torch.no_grad():
         cache.gates.weight.zero_()
-        cache.candidate.weight.copy_(torch.cat([torch.eye(d),
-                                                torch.zeros(d, d)], 1))
+        cache.candidate.weight.copy_(
+            torch.cat([torch.eye(d), torch.zeros(d, d)], 1))
         cache.candidate.bias.zero_()
         cache.gates.bias.copy_(torch.tensor([0., 0., -30., -30.]))
         kept = cache(s)
@@ -199,8 +198,9 @@ def test_summary_source(mode):
 def test_cache_attention_uniform_query():
     """q = 0 -> uniform weights: o_mem = mean over cache tokens of V(C_t);
     update gate ~0 keeps C_t = C; V = identity."""
-    m = GRCAttention(4, 1, cache_len=3, mode='released', pos_conv=False,
-                     lam_init=30.)  # a = 1: output is o_mem padded
+    m = GRCAttention(
+        4, 1, cache_len=3, mode='released', pos_conv=False,
+        lam_init=30.)  # a = 1: output is o_mem padded
     mem = _known_memory(3, 2)
     m.cache.memory.copy_(mem)
     with torch.no_grad():
@@ -253,7 +253,8 @@ def test_pos_conv_layout_and_class_token():
     x = torch.randn(1, 10, 4)
     o_self = torch.randn(1, 10, 4)
     out = m(x, o_self)
-    assert torch.allclose(out, o_self + m.positional_term(x, (3, 3)), atol=1e-5)
+    assert torch.allclose(
+        out, o_self + m.positional_term(x, (3, 3)), atol=1e-5)
     with pytest.raises(ValueError, match='hw_shape'):
         m(x, o_self, hw_shape=(2, 4))
 
@@ -264,8 +265,9 @@ def _reference(m, x, o_self, hw):
     H, dm = m.num_heads, m.cache_dims
     c = m.cache
     src = o_self if m.mode == 'released' else x
-    s = F.interpolate(src[..., :dm].transpose(1, 2), size=c.cache_len,
-                      mode='nearest').transpose(1, 2)
+    s = F.interpolate(
+        src[..., :dm].transpose(1, 2), size=c.cache_len,
+        mode='nearest').transpose(1, 2)
     mem = c.memory.expand(B, -1, -1)
     both = [mem, s] if m.mode == 'released' else [s, mem]
     g_r, g_u = torch.sigmoid(c.gates(torch.cat(both, -1))).chunk(2, -1)
@@ -289,15 +291,18 @@ def _reference(m, x, o_self, hw):
     o_mem = m.mem_proj((attn @ heads(v)).transpose(1, 2).reshape(B, N, dm))
     o_mem = o_mem.reshape(B, N, H, -1)
     if m.mode == 'released':
-        o_mem = torch.cat(
-            [o_mem, o_mem.new_zeros(B, N, H, (D - dm) // H)], -1)
+        o_mem = torch.cat([o_mem, o_mem.new_zeros(B, N, H, (D - dm) // H)], -1)
     a = torch.sigmoid(m.lam).view(1, 1, H, 1)
     out = (a * o_mem + (1 - a) * o_self.view(B, N, H, -1)).reshape(B, N, D)
     if m.pos_conv is not None:
         n = m.num_extra_tokens
         grid = x[:, n:].transpose(1, 2).reshape(B, D, *hw)
-        pos = F.conv2d(grid, m.pos_conv.weight, m.pos_conv.bias, padding=1,
-                       groups=m.pos_conv.groups).flatten(2).transpose(1, 2)
+        pos = F.conv2d(
+            grid,
+            m.pos_conv.weight,
+            m.pos_conv.bias,
+            padding=1,
+            groups=m.pos_conv.groups).flatten(2).transpose(1, 2)
         out = out + F.pad(pos, (0, 0, n, 0))
     return out, new.mean(0, keepdim=True)
 
@@ -317,9 +322,14 @@ def _randomise(m):
 ])
 def test_forward_matches_plain_equations(mode, cfg):
     torch.manual_seed(0)
-    m = GRCAttention(16, 2, cache_len=cfg['cache_len'], mode=mode,
-                     sr_ratio=cfg['sr_ratio'], pos_conv=True,
-                     num_extra_tokens=cfg['extra'])
+    m = GRCAttention(
+        16,
+        2,
+        cache_len=cfg['cache_len'],
+        mode=mode,
+        sr_ratio=cfg['sr_ratio'],
+        pos_conv=True,
+        num_extra_tokens=cfg['extra'])
     _randomise(m)
     with torch.no_grad():
         m.cache.memory.normal_()
@@ -346,8 +356,8 @@ def test_flop_count_sees_plain_ops(train):
 
         def __init__(self):
             super().__init__()
-            self.grc = GRCAttention(16, 2, cache_len=(4, 4), sr_ratio=2,
-                                    pos_conv=True)
+            self.grc = GRCAttention(
+                16, 2, cache_len=(4, 4), sr_ratio=2, pos_conv=True)
 
         def forward(self, x, o_self):
             return self.grc(x, o_self, (4, 4))
@@ -403,17 +413,19 @@ def test_eval_independent_of_batch_mates(mode):
 @pytest.mark.parametrize('mode', MODES)
 def test_gradients_reach_every_part(mode):
     torch.manual_seed(0)
-    m = GRCAttention(16, 2, cache_len=(4, 4), mode=mode, sr_ratio=2,
-                     pos_conv=True)
+    m = GRCAttention(
+        16, 2, cache_len=(4, 4), mode=mode, sr_ratio=2, pos_conv=True)
     m.train()
     x = torch.randn(2, 16, 16, requires_grad=True)
     o_self = torch.randn(2, 16, 16, requires_grad=True)
     for _ in range(2):  # the second step runs on a non-empty cache
         m.zero_grad()
         (m(x, o_self, (4, 4)) * torch.randn(2, 16, 16)).sum().backward()
-    names = ['cache.gates.weight', 'cache.gates.bias', 'cache.candidate.weight',
-             'lam', 'mem_q.weight', 'mem_kv.weight', 'mem_proj.weight',
-             'mem_sr.weight', 'mem_norm.weight', 'pos_conv.weight']
+    names = [
+        'cache.gates.weight', 'cache.gates.bias', 'cache.candidate.weight',
+        'lam', 'mem_q.weight', 'mem_kv.weight', 'mem_proj.weight',
+        'mem_sr.weight', 'mem_norm.weight', 'pos_conv.weight'
+    ]
     if mode == 'released':
         names.append('cache.candidate_norm.weight')
     params = dict(m.named_parameters())
@@ -490,16 +502,24 @@ def test_cache_module_arguments():
 # Token counts and dtypes
 # --------------------------------------------------------------------------
 @pytest.mark.parametrize('mode', MODES)
-@pytest.mark.parametrize('n_extra,hw,cache_len,sr', [
-    (0, (7, 5), 16, 1),  # odd N = 35 != T_m
-    (0, (1, 3), 16, 1),  # fewer tokens than the cache
-    (1, (6, 6), 37, 1),  # class token, N = T_m
-    (1, (3, 7), 50, 1),  # class token, N != T_m
-    (0, (7, 9), (4, 4), 2),  # sr on the cache grid, other input grid
-])
+@pytest.mark.parametrize(
+    'n_extra,hw,cache_len,sr',
+    [
+        (0, (7, 5), 16, 1),  # odd N = 35 != T_m
+        (0, (1, 3), 16, 1),  # fewer tokens than the cache
+        (1, (6, 6), 37, 1),  # class token, N = T_m
+        (1, (3, 7), 50, 1),  # class token, N != T_m
+        (0, (7, 9), (4, 4), 2),  # sr on the cache grid, other input grid
+    ])
 def test_any_token_count(mode, n_extra, hw, cache_len, sr):
-    m = GRCAttention(16, 4, cache_len=cache_len, mode=mode, sr_ratio=sr,
-                     num_extra_tokens=n_extra, pos_conv=True)
+    m = GRCAttention(
+        16,
+        4,
+        cache_len=cache_len,
+        mode=mode,
+        sr_ratio=sr,
+        num_extra_tokens=n_extra,
+        pos_conv=True)
     n = n_extra + hw[0] * hw[1]
     x, o_self = torch.randn(2, n, 16), torch.randn(2, n, 16)
     for train in (True, False):
@@ -547,16 +567,15 @@ class _TinyCached(nn.Module):
 def _ddp_worker(rank, world, init_file, out_file):
     torch.set_num_threads(1)  # a forked child must not reuse the pool
     dist.init_process_group(
-        'gloo', init_method=f'file://{init_file}', rank=rank,
-        world_size=world)
+        'gloo', init_method=f'file://{init_file}', rank=rank, world_size=world)
     try:
         torch.manual_seed(0)  # same weights on both ranks
         model = _TinyCached()
         local = copy.deepcopy(model)
         local.grc.cache.sync_cache = False  # what this rank alone would store
         ddp = nn.parallel.DistributedDataParallel(model)
-        x = torch.randn(2, 16, 8, generator=torch.Generator().manual_seed(
-            100 + rank))
+        x = torch.randn(
+            2, 16, 8, generator=torch.Generator().manual_seed(100 + rank))
         ddp(x).sum().backward()
         local(x)
         mems = [torch.empty_like(model.grc.cache.memory) for _ in range(world)]
@@ -575,8 +594,11 @@ def test_ddp_cache_sync(tmp_path):
     # fork: spawned children would re-import mmcached (and with it mmdet and
     # mmpretrain), which takes most of a minute on a small machine
     mp.start_processes(
-        _ddp_worker, args=(2, str(tmp_path / 'init'), out_file), nprocs=2,
-        join=True, start_method='fork')
+        _ddp_worker,
+        args=(2, str(tmp_path / 'init'), out_file),
+        nprocs=2,
+        join=True,
+        start_method='fork')
     res = torch.load(out_file)
     mems, locs = res['mems'], res['locals']
     assert not torch.allclose(locs[0], locs[1])  # ranks saw different data

@@ -41,8 +41,14 @@ def test_each_node_equals_plain_ops(mode, heads, node):
     every gradient (non-zero cache, sr, class token; one head takes the
     BLAS-dot gradient of the mixing weight)."""
     torch.manual_seed(0)
-    m = GRCAttention(16, heads, cache_len=(4, 4), sr_ratio=2, mode=mode,
-                     pos_conv=True, num_extra_tokens=1).train()
+    m = GRCAttention(
+        16,
+        heads,
+        cache_len=(4, 4),
+        sr_ratio=2,
+        mode=mode,
+        pos_conv=True,
+        num_extra_tokens=1).train()
     _randomise(m)
     mem = torch.randn_like(m.cache.memory)
     x, o_self, g = (torch.randn(3, 21, 16) for _ in range(3))
@@ -89,8 +95,11 @@ def test_switch_api_and_environment():
     for value, expected in (('0', '[]'), ('head_mix', "['head_mix']"),
                             ('1', str(sorted(NODES)))):
         env = dict(os.environ, MMCACHED_GRC_FAST=value)
-        out = subprocess.run([sys.executable, '-c', code], env=env,
-                             capture_output=True, text=True, check=True)
+        out = subprocess.run([sys.executable, '-c', code],
+                             env=env,
+                             capture_output=True,
+                             text=True,
+                             check=True)
         assert out.stdout.strip() == expected
 
 
@@ -102,13 +111,13 @@ def test_switch_api_and_environment():
 def test_head_mix_gradcheck(pad, extra):
     torch.manual_seed(0)
     o_self = torch.randn(2, 3, 2, 4, dtype=torch.float64, requires_grad=True)
-    o_mem = torch.randn(2, 3, 2, 2 if pad else 4, dtype=torch.float64,
-                        requires_grad=True)
+    o_mem = torch.randn(
+        2, 3, 2, 2 if pad else 4, dtype=torch.float64, requires_grad=True)
     alpha = torch.rand(2, dtype=torch.float64, requires_grad=True)
     args = [o_self, o_mem, alpha]
     if extra:
-        args.append(torch.randn(2, 3, 8, dtype=torch.float64,
-                                requires_grad=True))
+        args.append(
+            torch.randn(2, 3, 8, dtype=torch.float64, requires_grad=True))
     assert torch.autograd.gradcheck(_HeadMix.apply, args)
     a = alpha.view(1, 1, 2, 1)
     ref = a * F.pad(o_mem, (0, 4 - o_mem.shape[-1])) + (1 - a) * o_self

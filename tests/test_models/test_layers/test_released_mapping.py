@@ -6,11 +6,15 @@ import pytest
 import torch
 
 from mmcached.models.layers.grc_attention import GRCAttention
-from mmcached.models.layers.released_mapping import \
-    map_released_grc_state_dict
+from mmcached.models.layers.released_mapping import map_released_grc_state_dict
 
 
-def _released_keys(dim=16, heads=2, n=16, sr=2, bias=True, cache=True,
+def _released_keys(dim=16,
+                   heads=2,
+                   n=16,
+                   sr=2,
+                   bias=True,
+                   cache=True,
                    prefix=''):
     """A released GRC_Self_Attention state dict (PVT host), filled with
     distinct values so that every copy can be traced."""
@@ -46,17 +50,16 @@ def _released_keys(dim=16, heads=2, n=16, sr=2, bias=True, cache=True,
         shapes['attn_mem.norm.bias'] = (d, )
     if cache:
         shapes['gr_cache'] = (1, n, d)
-    return OrderedDict(
-        (prefix + k, torch.full(s, float(i))) for i, (k, s) in enumerate(
-            shapes.items()))
+    return OrderedDict((prefix + k, torch.full(s, float(i)))
+                       for i, (k, s) in enumerate(shapes.items()))
 
 
 def test_renames_and_gate_stacking():
     sd = _released_keys()
     out = map_released_grc_state_dict(sd)
-    assert torch.equal(out['cache.gates.weight'],
-                       torch.cat([sd['linear_reset.weight'],
-                                  sd['linear_update.weight']]))
+    assert torch.equal(
+        out['cache.gates.weight'],
+        torch.cat([sd['linear_reset.weight'], sd['linear_update.weight']]))
     assert torch.equal(out['cache.gates.bias'][:8], sd['linear_reset.bias'])
     assert torch.equal(out['cache.gates.bias'][8:], sd['linear_update.bias'])
     pairs = {
@@ -80,8 +83,13 @@ def test_renames_and_gate_stacking():
 
 @pytest.mark.parametrize('sr,bias', [(2, True), (1, False)])
 def test_loads_strictly_into_grc_attention(sr, bias):
-    m = GRCAttention(16, 2, cache_len=(4, 4) if sr > 1 else 16,
-                     sr_ratio=sr, qkv_bias=bias, mode='released')
+    m = GRCAttention(
+        16,
+        2,
+        cache_len=(4, 4) if sr > 1 else 16,
+        sr_ratio=sr,
+        qkv_bias=bias,
+        mode='released')
     out = map_released_grc_state_dict(_released_keys(sr=sr, bias=bias))
     m.load_state_dict(out, strict=True)
     assert torch.equal(m.lam, out['lam'])
