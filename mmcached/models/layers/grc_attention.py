@@ -343,13 +343,20 @@ class GRCAttention(BaseCacheLayer):
         q = self.mem_q(q_in).view(B, N, H, -1).transpose(1, 2)
         k, v = self.mem_kv(mem).view(B, -1, 2, H,
                                      dm // H).permute(2, 0, 3, 1, 4)
+        # One head, as wide out as in (released): attention rows sum to 1,
+        # so A (V W^T) + b = (A V) W^T + b, and the output projection runs on
+        # the T_m cache tokens instead of the N query tokens.
+        fold = H == 1 and self.mem_proj.out_features == dm
+        if fold:
+            v = F.linear(v, self.mem_proj.weight)
         o_mem = F.scaled_dot_product_attention(
             q,
             k,
             v,
             dropout_p=self.attn_drop if self.training else 0.,
             scale=self.scale).transpose(1, 2).flatten(2)
-        return self.mem_proj_drop(self.mem_proj(o_mem))
+        o_mem = o_mem + self.mem_proj.bias if fold else self.mem_proj(o_mem)
+        return self.mem_proj_drop(o_mem)
 
     def positional_term(self, x: torch.Tensor, hw_shape) -> torch.Tensor:
         """Released: the 3x3 conv (groups D_m) of the patch tokens of x on
