@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from .memory_caching import gelu_grad, segment_lengths
+from .memory_caching_autograd import row_blocks, weighted_read
 
 
 @dataclass
@@ -177,15 +178,6 @@ def _gates(u, online_keys, cached_keys, valid, aggregation, top_k):
     return g[..., :-1], g[..., -1]
 
 
-def _weighted_read(x, g, W):
-    """sum_n g[.., t, n] x_t @ W_n for every token, as one GEMM:
-    x (B, H, L, a), g (B, H, L, N), W (B, H, N, a, b) -> (B, H, L, b)."""
-    if W.shape[2] == 0:
-        return x.new_zeros(x.shape[:3] + W.shape[-1:])
-    z = (g[..., None] * x[..., None, :]).flatten(-2)
-    return z @ W.flatten(2, 3)
-
-
 def _layout(L, opts, state, device):
     offset = state.offset if state is not None else 0
     seg_lens = _piece_segments(L, offset, opts)
@@ -252,8 +244,9 @@ def _linear(q, k, v, u, opts, state, return_state):
             prefix = prefix + first * S0[:, :, None]
         intra = (Qb @ Kb.transpose(-1, -2)).tril() @ Vb
         online = blocks.from_blocks(intra + Qb @ prefix)
-        cached = _weighted_read(
-            q, W, torch.cat([prev, seg_states], 2)[:, :, :Nc])
+        cached = weighted_read(
+            q, W, torch.cat([prev, seg_states], 2)[:, :, :Nc],
+            row_blocks(seg_tok, Nc))
         y = g_on[..., None] * online + cached
     else:
         # A[t, j] = weight of token j's write for reader t
@@ -263,7 +256,8 @@ def _linear(q, k, v, u, opts, state, return_state):
         A = Wx.index_select(-1, seg_tok).tril()
         y = (A * (q @ k.transpose(-1, -2))) @ v
         if Np:
-            y = y + _weighted_read(q, W[..., :Np], prev)
+            y = y + weighted_read(q, W[..., :Np], prev,
+                                  row_blocks(seg_tok, Np))
         if cont:  # the continuing segment's earlier tokens, as a state
             y = y + Wx[..., Np:Np + 1] * (q @ S0)
     new_state = None
@@ -355,19 +349,19 @@ def _deep(q, k, v, u, opts, state, return_state, w_in, w_out):
     c_in, c_out = (s[:, :, :Nc] for s in stacked)
     z_on = blocks.from_blocks(online_first(Qb))
     if opts['aggregation'] == 'soup':
-        z = g_on[..., None] * z_on + _weighted_read(q, g, c_in)
+        rows = row_blocks(seg_tok, Nc)
+        z = g_on[..., None] * z_on + weighted_read(q, g, c_in, rows)
         a = F.gelu(z)
         y = q + g_on[..., None] * blocks.from_blocks(
-            online_second(blocks.to_blocks(a))) + _weighted_read(a, g, c_out)
+            online_second(blocks.to_blocks(a))) + \
+            weighted_read(a, g, c_out, rows)
     else:
         m_on = q + blocks.from_blocks(online_second(F.gelu(
             blocks.to_blocks(z_on))))
         y = g_on[..., None] * m_on
-        if Nc:
-            # cached reads q + gelu(q W_in^(n)) W_out^(n), all n at once
-            z_c = q[:, :, None] @ c_in  # (B, H, Nc, L, F)
-            y = y + g.sum(-1, keepdim=True) * q + \
-                _cached_deep_read(z_c, g, c_out)
+        if Nc:  # cached reads q + gelu(q W_in^(n)) W_out^(n)
+            y = y + g.sum(-1, keepdim=True) * q + _deep_cached_read(
+                q, g, c_in, c_out, row_blocks(seg_tok, Nc))
     new_state = None
     if return_state:
         n_done = S if last_complete else S - 1
@@ -380,12 +374,22 @@ def _deep(q, k, v, u, opts, state, return_state, w_in, w_out):
     return y, new_state
 
 
-def _cached_deep_read(z_c, g, c_out):
-    """sum_n g[.., t, n] gelu(z_c[.., n, t]) @ W_out^(n):
-    z_c (B, H, N, L, F), g (B, H, L, N), c_out (B, H, N, F, d)."""
-    a = F.gelu(z_c).transpose(2, 3)  # (B, H, L, N, F)
-    z = (g[..., None] * a).flatten(-2)
-    return z @ c_out.flatten(2, 3)
+def _deep_cached_read(q, g, c_in, c_out, rows):
+    """sum_n g[.., t, n] gelu(q_t W_in^(n)) W_out^(n) for every token, a row
+    block at a time against the states its rows may read: q (B, H, L, d),
+    g (B, H, L, N), c_in (B, H, N, d, F), c_out (B, H, N, F, d)."""
+    B, H, L, d = q.shape
+    parts, pos = [], 0
+    for r0, r1, n in rows:
+        if r0 > pos:
+            parts.append(q.new_zeros(B, H, r0 - pos, d))
+        a = F.gelu(q[:, :, None, r0:r1] @ c_in[:, :, :n])  # (B, H, n, r, F)
+        z = (g[:, :, r0:r1, :n, None] * a.transpose(2, 3)).flatten(-2)
+        parts.append(z @ c_out[:, :, :n].flatten(2, 3))
+        pos = r1
+    if pos < L:
+        parts.append(q.new_zeros(B, H, L - pos, d))
+    return torch.cat(parts, 2)
 
 
 # --------------------------------------------------------------------------
