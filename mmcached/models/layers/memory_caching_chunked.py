@@ -200,7 +200,7 @@ def _layout(L, opts, state, device):
 # Linear memory
 # --------------------------------------------------------------------------
 def _linear(q, k, v, u, opts, state, return_state):
-    B, H, L, d = q.shape
+    B, H, L, d = (int(n) for n in q.shape)  # ints while tracing
     seg_lens, offset, Np, S, seg_tok, Nc, valid, last_complete = _layout(
         L, opts, state, q.device)
     cont = state is not None and offset > 0
@@ -281,7 +281,7 @@ def _linear(q, k, v, u, opts, state, return_state):
 # Deep memory
 # --------------------------------------------------------------------------
 def _deep(q, k, v, u, opts, state, return_state, w_in, w_out):
-    B, H, L, d = q.shape
+    B, H, L, d = (int(n) for n in q.shape)  # ints while tracing
     Fh = w_in.shape[-1]
     lr, cs = opts['inner_lr'], opts['chunk_size']
     restart = opts['segment_start'] == 'restart'
@@ -378,7 +378,7 @@ def _deep_cached_read(q, g, c_in, c_out, rows):
     """sum_n g[.., t, n] gelu(q_t W_in^(n)) W_out^(n) for every token, a row
     block at a time against the states its rows may read: q (B, H, L, d),
     g (B, H, L, N), c_in (B, H, N, d, F), c_out (B, H, N, F, d)."""
-    B, H, L, d = q.shape
+    B, H, L, d = (int(n) for n in q.shape)  # ints while tracing
     parts, pos = [], 0
     for r0, r1, n in rows:
         if r0 > pos:
