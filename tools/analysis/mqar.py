@@ -13,15 +13,17 @@ the loss only at query positions); only the mixer differs:
 - ``linear``: the plain linear memory (MC with one segment);
 - ``mc-residual`` / ``mc-grm`` / ``mc-soup`` / ``mc-ssc``: MC over the
   linear memory with segments of ``--segment-size`` tokens;
-- ``mc-deep-grm``: MC with GRM over the deep memory.
+- ``mc-deep-grm``: MC with GRM over the deep memory;
+- ``mc-grm-restart``: ``mc-grm`` with the other segment start mode
+  (``restart`` unless ``--segment-start restart``, then ``checkpoint``).
 
 Prints a Markdown table: query accuracy (mean over seeds, with each seed's)
 per model and setting, and the training wall time.
 
-Example (the default run, about half an hour on one thread)::
+Example (the default run: about 40 minutes on one free thread)::
 
     python tools/analysis/mqar.py
-    python tools/analysis/mqar.py --settings 256:32 512:64 --seeds 0 1 2
+    python tools/analysis/mqar.py --settings 256:32 --vocab 128 --seeds 0 1 2
 """
 import argparse
 import math
@@ -35,24 +37,24 @@ import torch.nn.functional as F
 from mmcached.models.layers.memory_caching import MemoryCachingAttention
 
 MODELS = ('attention', 'linear', 'mc-residual', 'mc-grm', 'mc-soup',
-          'mc-ssc', 'mc-deep-grm')
+          'mc-ssc', 'mc-deep-grm', 'mc-grm-restart')
 
 
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    p.add_argument('--settings', nargs='+', default=['128:16', '256:32',
-                                                     '256:64'],
+    p.add_argument('--settings', nargs='+', default=['64:8', '128:16',
+                                                     '128:24'],
                    help='sequence length:key-value pairs')
     p.add_argument('--models', nargs='+', default=list(MODELS),
                    choices=MODELS)
     p.add_argument('--seeds', nargs='+', type=int, default=[0])
-    p.add_argument('--steps', type=int, default=400)
+    p.add_argument('--steps', type=int, default=1000)
     p.add_argument('--batch-size', type=int, default=32)
     p.add_argument('--lr', type=float, default=3e-3)
     p.add_argument('--dim', type=int, default=64)
-    p.add_argument('--heads', type=int, default=2)
-    p.add_argument('--vocab', type=int, default=512)
-    p.add_argument('--segment-size', type=int, default=32)
+    p.add_argument('--heads', type=int, default=4)
+    p.add_argument('--vocab', type=int, default=64)
+    p.add_argument('--segment-size', type=int, default=16)
     p.add_argument('--segment-start', default='checkpoint',
                    choices=('checkpoint', 'restart'))
     p.add_argument('--top-k', type=int, default=2)
@@ -61,6 +63,8 @@ def parse_args():
                    help='inner step size of the deep memory')
     p.add_argument('--eval-sequences', type=int, default=512)
     p.add_argument('--threads', type=int, default=1)
+    p.add_argument('--log-every', type=int, default=0,
+                   help='print the training loss every N steps')
     return p.parse_args()
 
 
@@ -120,14 +124,17 @@ def make_mixer(name, dim, heads, length, args):
         kw = dict(segment_size=length, aggregation='residual')
     elif name == 'mc-ssc':
         kw.update(aggregation='ssc', top_k=args.top_k)
+    elif name == 'mc-grm-restart':
+        other = dict(checkpoint='restart', restart='checkpoint')
+        kw.update(aggregation='grm',
+                  segment_start=other[args.segment_start])
     elif name == 'mc-deep-grm':
         kw.update(memory='deep', aggregation='grm',
                   chunk_size=args.deep_chunk, inner_lr=args.deep_lr)
     else:
         kw.update(aggregation=name[3:])
-    layer = MemoryCachingAttention(dim, heads, **kw)
-    layer.init_weights()
-    return layer
+    # PyTorch's default init, as the attention baseline's
+    return MemoryCachingAttention(dim, heads, **kw)
 
 
 class Block(nn.Module):
@@ -178,7 +185,7 @@ def run(name, length, pairs, seed, args):
     gen = torch.Generator().manual_seed(1000 + seed)
     t0 = time.perf_counter()
     model.train()
-    for _ in range(args.steps):
+    for it in range(args.steps):
         inputs, labels = mqar_batch(args.batch_size, length, pairs,
                                     args.vocab, gen)
         logits, target = model(inputs, labels)
@@ -188,6 +195,9 @@ def run(name, length, pairs, seed, args):
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         sched.step()
+        if args.log_every and (it + 1) % args.log_every == 0:
+            print(f'  {name} step {it + 1}: loss {loss.item():.3f}',
+                  flush=True)
     wall = time.perf_counter() - t0
     model.eval()
     eval_gen = torch.Generator().manual_seed(10**6 + seed)

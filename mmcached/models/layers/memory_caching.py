@@ -135,18 +135,17 @@ def gate_weights(u: torch.Tensor, cached_keys: Sequence[torch.Tensor],
         one = torch.ones_like(online_keys[..., 0])
         return [one for _ in cached_keys], one
     scores = [(u * c).sum(-1) for c in cached_keys]
-    keep = list(range(len(scores)))
     if aggregation == 'ssc' and len(scores) > top_k:
-        # top-k per (batch, head) element: a mask over the segments
+        # the top-k per (batch, head) element; the others get weight 0
         stacked = torch.stack(scores, -1)
         chosen = stacked.topk(top_k, dim=-1).indices
-        mask = torch.zeros_like(stacked, dtype=torch.bool).scatter(
+        kept = torch.zeros_like(stacked, dtype=torch.bool).scatter(
             -1, chosen, True)
-        scores = [s.masked_fill(~mask[..., i], float('-inf'))
+        scores = [s.masked_fill(~kept[..., i], float('-inf'))
                   for i, s in enumerate(scores)]
     online = (u * online_keys).sum(-1)
     g = torch.softmax(torch.stack(scores + [online], -1), -1)
-    return [g[..., i] for i in keep], g[..., -1]
+    return list(g[..., :-1].unbind(-1)), g[..., -1]
 
 
 def aggregate_reads(reads: Sequence[torch.Tensor], read_online: torch.Tensor,
