@@ -374,6 +374,8 @@ class MemoryCachingAttention(BaseModule):
         if self.segmentation != 'constant':
             raise ValueError("stream() needs segmentation='constant': "
                              'logarithmic segments depend on the full length')
+        if x.shape[1] == 0:
+            raise ValueError('stream() needs a piece of at least 1 token')
         host, q, k, v, u = self._project(x, host)
         y, state = self.mix(q, k, v, u, state=state, return_state=True)
         return host.project_out(y), state

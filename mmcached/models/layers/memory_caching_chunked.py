@@ -7,11 +7,15 @@ stated up front:
 
 - Linear memory: exact, no Python loop at all. Per head, with N segments
   of length C, blocks of b tokens inside segments:
-  ``state`` form O(L N d^2 + L b d + L d^2) time, O(L N d) memory (the
-  cached read); ``token`` form O(L^2 d) time and memory. ``auto`` picks
-  the cheaper for the shapes (the state form unless C is below ~d / 2).
-  The cached read does all N cached states for every token, masked, so
-  ``ssc`` costs what ``grm`` does here (its saving is not realised).
+  ``state`` form O(L N d^2 / 2 + L b d + L d^2) time (the cached read,
+  each token against the states before its segment, then the blocks),
+  O(L (N + d) + N d^2) memory saved for backward (the cached read is one
+  autograd node that recomputes, :mod:`.memory_caching_autograd`);
+  ``token`` form O(L^2 d) time and O(L^2) memory. ``auto`` picks the
+  cheaper for the shapes (the state form unless C is below ~d / 4; the
+  token form only up to ``TOKEN_FORM_MAX_LENGTH`` tokens). The cached read
+  covers every state a token may read, masked by its gates, so ``ssc``
+  costs what ``grm`` does here (its saving is not realised).
 - Deep memory: the chunk-parallel form. Inside a chunk (``chunk_size``
   tokens, a grid restarted at each segment start) every token's gradient is
   taken at the chunk's first weights (Titans' mini-batch form); each token
@@ -35,6 +39,10 @@ import torch.nn.functional as F
 
 from .memory_caching import gelu_grad, segment_lengths
 from .memory_caching_autograd import row_blocks, weighted_read
+
+
+#: ``linear_form='auto'`` takes the token form only up to this many tokens
+TOKEN_FORM_MAX_LENGTH = 4096
 
 
 @dataclass
@@ -99,7 +107,6 @@ class _Blocks:
                 pos, o = pos + step, o + step
                 ends.append(o)
             last.append(len(lens) - 1)
-        self.length = pos
         self.n, self.c = len(lens), max(lens) if lens else 1
         self.lens = lens
         self.ends = ends  # each block's end, counted from its segment start
@@ -225,10 +232,13 @@ def _linear(q, k, v, u, opts, state, return_state):
         B, H, 0, d, d)
     form = opts['linear_form']
     if form == 'auto':
+        # multiply-adds per head; the token form also keeps an L x L
+        # matrix for backward, so it is only taken for short pieces
         c = blocks.c
-        state_cost = L * Nc * d * d + 2 * L * c * d + 3 * L * d * d
+        state_cost = L * Nc * d * d // 2 + 2 * L * c * d + 3 * L * d * d
         token_cost = 2 * L * L * d + L * Np * d * d + L * d * d
-        form = 'token' if token_cost < state_cost else 'state'
+        form = 'token' if token_cost < state_cost and \
+            L <= TOKEN_FORM_MAX_LENGTH else 'state'
     need_states = form == 'state' or return_state
     if need_states:
         Sb = Kb.transpose(-1, -2) @ Vb  # block states K^T V
