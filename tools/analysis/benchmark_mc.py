@@ -13,8 +13,9 @@ and q / k / v / output projections, causal:
 
 Memory: on CUDA the peak allocated during the step; on CPU the bytes of
 tensors autograd saves for backward (torch keeps no CPU allocator
-statistics). Then a scaling check: at a fixed length, the MC step against
-the number of segments N (time should grow as N x L).
+statistics). Then two scaling checks of the MC step (its cost model is
+a + b N L): at a fixed length against the number of segments N, and at a
+fixed N against the length (linear in L, where attention is quadratic).
 
 Example::
 
@@ -50,6 +51,9 @@ def parse_args():
     p.add_argument('--segment-size', type=int, default=256)
     p.add_argument('--scaling-length', type=int, default=8192,
                    help='length of the N sweep (0: skip it)')
+    p.add_argument('--fixed-segments', type=int, default=16,
+                   help='N of the L sweep at a fixed number of segments '
+                   '(0: skip it)')
     p.add_argument('--iters', type=int, default=3)
     p.add_argument('--warmup', type=int, default=1)
     p.add_argument('--threads', type=int, default=None)
@@ -140,6 +144,12 @@ def make_step(module, x, fn=None):
     return step
 
 
+def _mc(D, H, C, agg, device):
+    kw = {'top_k': 2} if agg == 'ssc' else {}
+    return MemoryCachingAttention(D, H, segment_size=C, aggregation=agg,
+                                  **kw).to(device)
+
+
 def main():
     args = parse_args()
     if args.threads:
@@ -199,15 +209,33 @@ def main():
         for C in (2048, 1024, 512, 256, 128, 64):
             if C > L:
                 continue
-            m = MemoryCachingAttention(D, H, segment_size=C,
-                                       aggregation=args.aggregations[0],
-                                       **({'top_k': 2} if args.aggregations[0]
-                                          == 'ssc' else {})).to(device)
+            m = _mc(D, H, C, args.aggregations[0], device)
             variants[C] = make_step(m, x)
         res = measure(variants, device, args.iters, args.warmup)
         for C, (t, m) in res.items():
             N = L // C
             print(f'| {C} | {N} | {t:.4f} | {t / N:.4f} | {m / 2**20:.1f} |')
+
+    N = args.fixed_segments
+    if N:
+        print(f'\nScaling at N = {N} segments (C = L / N): {first} and sdpa '
+              f'step time against L (MC / L should settle to a constant, '
+              f'sdpa / L grows with L)\n')
+        print('| L | C | mc s | mc ms per 1K tokens | sdpa s | '
+              'sdpa ms per 1K tokens |')
+        print('|---|---|---|---|---|---|')
+        for L in args.lengths:
+            if L < 4 * N:
+                continue
+            x = torch.randn(args.batch_size, L, D, device=device,
+                            requires_grad=True)
+            m = _mc(D, H, L // N, args.aggregations[0], device)
+            res = measure(OrderedDict(
+                mc=make_step(m, x), sdpa=make_step(sdpa, x)), device,
+                args.iters, args.warmup)
+            t, ts = res['mc'][0], res['sdpa'][0]
+            print(f'| {L} | {L // N} | {t:.4f} | {1e3 * t / L * 1024:.1f} '
+                  f'| {ts:.4f} | {1e3 * ts / L * 1024:.1f} |', flush=True)
 
 
 if __name__ == '__main__':
