@@ -602,3 +602,20 @@ def test_flops_count_the_cost_model():
     f1, f2 = _mc_flops(512, 64), _mc_flops(1024, 128)
     p1, p2 = 5 * 512 * 32 * 32, 5 * 1024 * 32 * 32
     assert (f2 - p2) < 2.2 * (f1 - p1)
+
+
+def test_flops_count_the_deep_memory():
+    """The deep memory's chunk updates and reads are counted too: beyond the
+    projections, and more than linearly in L at constant segments (the
+    cached reads grow as N x L)."""
+    from mmengine.analysis import FlopAnalyzer
+    D = 32
+    flops = {}
+    for L in (32, 64):
+        layer = MemoryCachingAttention(D, 2, memory='deep', segment_size=8,
+                                       chunk_size=4).eval()
+        proj = 5 * L * D * D
+        flops[L] = FlopAnalyzer(layer, (torch.randn(1, L, D), )).total() - \
+            proj
+        assert flops[L] > proj  # the mixing outweighs the projections here
+    assert flops[64] > 2 * flops[32]
