@@ -62,7 +62,7 @@ def parse_args():
                    choices=('checkpoint', 'restart'))
     p.add_argument('--top-k', type=int, default=2)
     p.add_argument('--deep-chunk', type=int, default=16)
-    p.add_argument('--deep-lr', type=float, default=0.5,
+    p.add_argument('--deep-lr', type=float, default=0.03,
                    help='inner step size of the deep memory')
     p.add_argument('--eval-sequences', type=int, default=512)
     p.add_argument('--threads', type=int, default=1)

@@ -206,7 +206,9 @@ class MemoryCachingAttention(BaseModule):
             chunk-parallel update (gradients at the chunk's first weights;
             1 is the exact per-token update, run as a loop). Default 16.
         inner_lr (float): deep memory only: step size of the inner update.
-            Default 1.0.
+            Default 0.03. The plain DLA update has no normaliser, so the
+            stable step depends on the scale of k and v: larger steps made
+            the read explode at initialisation in our MQAR model (docs).
         deep_expansion (int): deep memory only: F = deep_expansion * d.
         block_size (int): linear memory only: tokens per block of the
             intra-segment computation (exact for any value). Default 64.
@@ -233,7 +235,7 @@ class MemoryCachingAttention(BaseModule):
                  causal: bool = True,
                  qk_scale: Optional[float] = None,
                  chunk_size: int = 16,
-                 inner_lr: float = 1.0,
+                 inner_lr: float = 0.03,
                  deep_expansion: int = 4,
                  block_size: int = 64,
                  linear_form: str = 'auto',
