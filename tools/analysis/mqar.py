@@ -20,8 +20,9 @@ the loss only at query positions); only the mixer differs:
 Prints a Markdown table: query accuracy (mean over seeds, with each seed's)
 per model and setting, and the training wall time.
 
-The default run (2 settings x 8 models, one seed) took about 75 minutes of
-training on one thread of a shared, busy 2-core machine (docs/mc.md);
+The default run (2 settings x 8 models, one seed) took about 100 minutes
+of training on one thread of a shared, busy 2-core machine, a third of it
+the deep model (docs/mc.md);
 ``--models`` / ``--settings`` / ``--steps`` cut it down. Examples::
 
     python tools/analysis/mqar.py
