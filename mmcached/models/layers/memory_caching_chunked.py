@@ -1,0 +1,435 @@
+"""Memory Caching without a token loop: the computation behind
+:class:`~.memory_caching.MemoryCachingAttention`.
+
+Same outputs as the per-token math of :mod:`.memory_caching` (tested
+against the loop of :mod:`.memory_caching_reference` in float64). Limits,
+stated up front:
+
+- Linear memory: exact, no Python loop at all. Per head, with N segments
+  of length C, blocks of b tokens inside segments:
+  ``state`` form O(L N d^2 / 2 + L b d + L d^2) time (the cached read,
+  each token against the states before its segment, then the blocks),
+  O(L (N + d) + N d^2) memory saved for backward (the cached read is one
+  autograd node that recomputes, :mod:`.memory_caching_autograd`);
+  ``token`` form O(L^2 d) time and O(L^2) memory. ``auto`` picks the
+  cheaper for the shapes (the state form unless C is below ~d / 4; the
+  token form only up to ``TOKEN_FORM_MAX_LENGTH`` tokens). The cached read
+  covers every state a token may read, masked by its gates, so ``ssc``
+  costs what ``grm`` does here (its saving is not realised).
+- Deep memory: the chunk-parallel form. Inside a chunk (``chunk_size``
+  tokens, a grid restarted at each segment start) every token's gradient is
+  taken at the chunk's first weights (Titans' mini-batch form); each token
+  still reads weights that include its own and its chunk predecessors'
+  updates. Exact per-token DLA for chunk_size = 1, an approximation of it
+  otherwise. One Python loop over chunks (the weights depend on the previous
+  chunk non-linearly), everything else batched over chunks. Cached reads
+  O(L N F d), memory O(L N F) (F = hidden width).
+- Logarithmic segmentation: one pass only (its segments depend on the full
+  length); streaming needs constant segments.
+- Half precision: the mixing runs in float32 (states are long sums).
+
+Notation: tensors are per head, (B, H, L, d). A linear state is kept as
+K^T V (d_k x d_v), the transpose of M = sum v k^T, so a read is q @ S.
+"""
+from dataclasses import dataclass
+from typing import List, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+
+from .memory_caching import gelu_grad, segment_lengths
+from .memory_caching_autograd import row_blocks, weighted_read
+
+#: ``linear_form='auto'`` takes the token form only up to this many tokens
+TOKEN_FORM_MAX_LENGTH = 4096
+
+
+@dataclass
+class MCState:
+    """What a causal stream carries from one piece to the next (per batch
+    element and head).
+
+    offset: tokens of the current, unfinished segment seen so far (0: the
+        next token starts a segment). cached_keys (B, H, N, d): key sums of
+        the N completed segments; online_keys (B, H, d): of the current one.
+    cached: completed segments' memories: linear (S (B, H, N, d, d),), the
+        segment's own K^T V (both start modes: checkpoint states are their
+        prefix sums); deep (W_in (B, H, N, d, F), W_out (B, H, N, F, d)).
+    online: linear (S,) of the current segment's tokens; deep the weights at
+        the start of the current chunk (W_in, W_out).
+    partial: deep only: the update of the unfinished chunk so far, or None.
+    """
+    offset: int
+    cached_keys: torch.Tensor
+    online_keys: torch.Tensor
+    cached: Tuple[torch.Tensor, ...]
+    online: Tuple[torch.Tensor, ...]
+    partial: Optional[Tuple[torch.Tensor, ...]] = None
+
+
+# --------------------------------------------------------------------------
+# Layout: segments of a piece, blocks (chunks) inside segments
+# --------------------------------------------------------------------------
+def _piece_segments(length: int, offset: int, opts: dict) -> List[int]:
+    """Segment lengths of a piece whose first token is the ``offset``-th of
+    its segment."""
+    if opts['segmentation'] == 'logarithmic':
+        if offset:
+            raise ValueError('logarithmic segmentation cannot continue a '
+                             'stream')
+        return segment_lengths(length, 'logarithmic')
+    C = opts['segment_size']
+    first = min(C - offset, length) if offset else 0
+    return ([first] if first else []) + \
+        segment_lengths(length - first, 'constant', C)
+
+
+class _Blocks:
+    """Each segment cut into blocks of at most ``size`` tokens on a grid that
+    starts at the segment start (the first segment may start ``offset``
+    tokens in). Token tensors (B, H, L, d) <-> blocks (B, H, nb, c, d),
+    zero-padded."""
+
+    def __init__(self, seg_lens: List[int], size: int, offset: int, device):
+        starts, lens, seg, first, last, ends = [], [], [], [], [], []
+        pos = 0
+        for s, n in enumerate(seg_lens):
+            o = offset if s == 0 else 0
+            first.append(len(lens))
+            end = o + n
+            while o < end:
+                step = min(size - o % size, end - o)
+                starts.append(pos)
+                lens.append(step)
+                seg.append(s)
+                pos, o = pos + step, o + step
+                ends.append(o)
+            last.append(len(lens) - 1)
+        self.n, self.c = len(lens), max(lens) if lens else 1
+        self.lens = lens
+        self.ends = ends  # each block's end, counted from its segment start
+        self.seg = torch.tensor(seg, dtype=torch.long, device=device)
+        self.seg_first = torch.tensor(first, dtype=torch.long, device=device)
+        self.seg_last = last
+        # first block of each block's segment
+        self.first = self.seg_first[self.seg]
+        self.trivial = all(n == self.c for n in lens)
+        if not self.trivial:
+            ar = torch.arange(self.c)
+            idx = torch.tensor(starts)[:, None] + ar
+            idx = torch.where(ar < torch.tensor(lens)[:, None], idx, pos)
+            self.idx = idx.to(device)
+            self.tok = torch.cat([
+                b * self.c + torch.arange(n) for b, n in enumerate(lens)
+            ]).to(device)
+
+    def to_blocks(self, x: torch.Tensor) -> torch.Tensor:
+        B, H = x.shape[:2]
+        if self.trivial:
+            return x.reshape(B, H, self.n, self.c, -1)
+        return F.pad(x, (0, 0, 0, 1))[:, :, self.idx]
+
+    def from_blocks(self, x: torch.Tensor) -> torch.Tensor:
+        flat = x.flatten(2, 3)
+        return flat if self.trivial else flat[:, :, self.tok]
+
+    def seg_prefix(self, x: torch.Tensor) -> torch.Tensor:
+        """Per block, the sum of the earlier blocks of its segment;
+        x (B, H, nb, ...)."""
+        excl = x.cumsum(2) - x
+        return excl - excl[:, :, self.first]
+
+    def seg_sum(self, x: torch.Tensor) -> torch.Tensor:
+        """Per segment, the sum of its blocks: (B, H, S, ...)."""
+        shape = x.shape[:2] + (len(self.seg_last), ) + x.shape[3:]
+        return x.new_zeros(shape).index_add(2, self.seg, x)
+
+
+# --------------------------------------------------------------------------
+# Gates, for all tokens at once
+# --------------------------------------------------------------------------
+def _key_sums(Kb, blocks: _Blocks, cont: Optional[torch.Tensor]):
+    """Online key sums per token (B, H, L, d) and segment key sums
+    (B, H, S, d); ``cont``: the stream's online key sum, added to the
+    first segment."""
+    bsum = Kb.sum(3)
+    prefix = blocks.seg_prefix(bsum)
+    seg = blocks.seg_sum(bsum)
+    if cont is not None:
+        first = (blocks.seg == 0).to(Kb.dtype)[:, None]
+        prefix = prefix + first * cont[:, :, None]
+        seg = torch.cat([seg[:, :, :1] + cont[:, :, None], seg[:, :, 1:]], 2)
+    online = blocks.from_blocks(Kb.cumsum(3) + prefix[:, :, :, None])
+    return online, seg
+
+
+def _gates(u, online_keys, cached_keys, valid, aggregation, top_k):
+    """(g (B, H, L, Nc), g_online (B, H, L)): the weights of the cached
+    segments (0 where ``valid`` (L, Nc) is False: not yet cached) and of
+    the online memory."""
+    B, H, L = online_keys.shape[:3]
+    if aggregation == 'residual':
+        g = valid.to(online_keys.dtype).expand(B, H, L, -1)
+        return g, online_keys.new_ones(B, H, L)
+    scores = u @ cached_keys.transpose(-1, -2)
+    keep = valid
+    if aggregation == 'ssc' and scores.shape[-1] > top_k:
+        masked = scores.masked_fill(~valid, float('-inf'))
+        chosen = masked.topk(top_k, dim=-1).indices
+        keep = torch.zeros_like(
+            scores, dtype=torch.bool).scatter(-1, chosen, True) & valid
+    scores = scores.masked_fill(~keep, float('-inf'))
+    online = (u * online_keys).sum(-1, keepdim=True)
+    g = torch.softmax(torch.cat([scores, online], -1), -1)
+    return g[..., :-1], g[..., -1]
+
+
+def _layout(L, opts, state, device):
+    offset = state.offset if state is not None else 0
+    seg_lens = _piece_segments(L, offset, opts)
+    Np = 0 if state is None else state.cached_keys.shape[2]
+    S = len(seg_lens)
+    seg_tok = torch.repeat_interleave(
+        torch.arange(S, device=device), torch.tensor(seg_lens,
+                                                     device=device)) + Np
+    Nc = Np + S - 1  # the piece's last segment is never read as cached
+    valid = torch.arange(Nc, device=device)[None] < seg_tok[:, None]
+    if opts['segmentation'] == 'logarithmic':
+        last_complete = True
+    else:
+        last_complete = (offset if S == 1 else 0) + seg_lens[-1] == \
+            opts['segment_size']
+    return seg_lens, offset, Np, S, seg_tok, Nc, valid, last_complete
+
+
+# --------------------------------------------------------------------------
+# Linear memory
+# --------------------------------------------------------------------------
+def _linear(q, k, v, u, opts, state, return_state):
+    B, H, L, d = (int(n) for n in q.shape)  # ints while tracing
+    seg_lens, offset, Np, S, seg_tok, Nc, valid, last_complete = _layout(
+        L, opts, state, q.device)
+    cont = state is not None and offset > 0
+    blocks = _Blocks(seg_lens, opts['block_size'], offset, q.device)
+    Qb, Kb, Vb = (blocks.to_blocks(t) for t in (q, k, v))
+    online_keys, seg_keys = _key_sums(Kb, blocks,
+                                      state.online_keys if cont else None)
+    prev_keys = state.cached_keys if state is not None else \
+        q.new_zeros(B, H, 0, d)
+    all_keys = torch.cat([prev_keys, seg_keys], 2)
+    g, g_on = _gates(u, online_keys, all_keys[:, :, :Nc], valid,
+                     opts['aggregation'], opts['top_k'])
+    if opts['segment_start'] == 'checkpoint':
+        # The cached state of segment i is the sum of the segments' own
+        # states S_j, j <= i, and the online one adds all j < s: token t
+        # reads S_j with weight g_online + sum_{j <= i < s} g_i.
+        W = (g.flip(-1).cumsum(-1).flip(-1) + g_on[..., None]) * valid
+    else:
+        W = g
+    S0 = state.online[0] if cont else None
+    prev = state.cached[0] if state is not None else q.new_zeros(B, H, 0, d, d)
+    form = opts['linear_form']
+    if form == 'auto':
+        # multiply-adds per head; the token form also keeps an L x L
+        # matrix for backward, so it is only taken for short pieces
+        c = blocks.c
+        state_cost = L * Nc * d * d // 2 + 2 * L * c * d + 3 * L * d * d
+        token_cost = 2 * L * L * d + L * Np * d * d + L * d * d
+        form = 'token' if token_cost < state_cost and \
+            L <= TOKEN_FORM_MAX_LENGTH else 'state'
+    need_states = form == 'state' or return_state
+    if need_states:
+        Sb = Kb.transpose(-1, -2) @ Vb  # block states K^T V
+        seg_states = blocks.seg_sum(Sb)
+        if cont:
+            seg_states = torch.cat(
+                [seg_states[:, :, :1] + S0[:, :, None], seg_states[:, :, 1:]],
+                2)
+    if form == 'state':
+        prefix = blocks.seg_prefix(Sb)
+        if cont:
+            first = (blocks.seg == 0).to(q.dtype)[:, None, None]
+            prefix = prefix + first * S0[:, :, None]
+        intra = (Qb @ Kb.transpose(-1, -2)).tril() @ Vb
+        online = blocks.from_blocks(intra + Qb @ prefix)
+        cached = weighted_read(q, W,
+                               torch.cat([prev, seg_states], 2)[:, :, :Nc],
+                               row_blocks(seg_tok, Nc))
+        y = g_on[..., None] * online + cached
+    else:
+        # A[t, j] = weight of token j's write for reader t
+        Ntot = Np + S
+        Wx = torch.cat([W, W.new_zeros(B, H, L, Ntot - Nc)], -1) + \
+            g_on[..., None] * F.one_hot(seg_tok, Ntot).to(W.dtype)
+        A = Wx.index_select(-1, seg_tok).tril()
+        y = (A * (q @ k.transpose(-1, -2))) @ v
+        if Np:
+            y = y + weighted_read(q, W[..., :Np], prev, row_blocks(
+                seg_tok, Np))
+        if cont:  # the continuing segment's earlier tokens, as a state
+            y = y + Wx[..., Np:Np + 1] * (q @ S0)
+    new_state = None
+    if return_state:
+        n_done = S if last_complete else S - 1
+        if last_complete:
+            online = (q.new_zeros(B, H, d, d), )
+            okeys = q.new_zeros(B, H, d)
+            new_offset = 0
+        else:
+            online = (seg_states[:, :, -1], )
+            okeys = seg_keys[:, :, -1]
+            new_offset = (offset if S == 1 else 0) + seg_lens[-1]
+        new_state = MCState(
+            new_offset, all_keys[:, :, :Np + n_done], okeys,
+            (torch.cat([prev, seg_states[:, :, :n_done]], 2), ), online)
+    return y, new_state
+
+
+# --------------------------------------------------------------------------
+# Deep memory
+# --------------------------------------------------------------------------
+def _deep(q, k, v, u, opts, state, return_state, w_in, w_out):
+    B, H, L, d = (int(n) for n in q.shape)  # ints while tracing
+    Fh = w_in.shape[-1]
+    lr, cs = opts['inner_lr'], opts['chunk_size']
+    restart = opts['segment_start'] == 'restart'
+    seg_lens, offset, Np, S, seg_tok, Nc, valid, last_complete = _layout(
+        L, opts, state, q.device)
+    cont = state is not None and offset > 0
+    blocks = _Blocks(seg_lens, cs, offset, q.device)
+    Qb, Kb, Vb = (blocks.to_blocks(t) for t in (q, k, v))
+    online_keys, seg_keys = _key_sums(Kb, blocks,
+                                      state.online_keys if cont else None)
+    prev_keys = state.cached_keys if state is not None else \
+        q.new_zeros(B, H, 0, d)
+    all_keys = torch.cat([prev_keys, seg_keys], 2)
+    g, g_on = _gates(u, online_keys, all_keys[:, :, :Nc], valid,
+                     opts['aggregation'], opts['top_k'])
+
+    # Pass 1, over chunks in order: each chunk's gradients at its first
+    # weights (anchor), and the weights it ends with.
+    init = (w_in.to(q.dtype).expand(B, H, d,
+                                    Fh), w_out.to(q.dtype).expand(B, H, Fh, d))
+    anchor = state.online if state is not None else init
+    partial = state.partial if cont else None
+    seg_first = set(blocks.seg_first.tolist())
+    seg_end = {
+        blk: s
+        for s, blk in enumerate(blocks.seg_last) if s < S - 1 or last_complete
+    }
+    bases, hiddens, deltas, cached = [], [], [], []
+    for b in range(blocks.n):
+        if b in seg_first and restart and not (cont and b == 0):
+            anchor = init
+        K, V = Kb[:, :, b], Vb[:, :, b]
+        z = K @ anchor[0]
+        hidden = F.gelu(z)
+        delta = (V @ anchor[1].transpose(-1, -2)) * gelu_grad(z)
+        step = (K.transpose(-1, -2) @ delta, hidden.transpose(-1, -2) @ V)
+        base = anchor if partial is None else \
+            tuple(a + p for a, p in zip(anchor, partial))
+        end = tuple(w + lr * s for w, s in zip(base, step))
+        bases.append(base)
+        hiddens.append(hidden)
+        deltas.append(delta)
+        if b in seg_end or blocks.ends[b] % cs == 0:
+            anchor, partial = end, None
+        else:  # the piece ends inside a chunk: keep its anchor
+            partial = tuple(e - a for e, a in zip(end, anchor))
+        if b in seg_end:
+            cached.append(end)
+    base_in = torch.stack([x[0] for x in bases], 2)  # (B, H, nb, d, F)
+    base_out = torch.stack([x[1] for x in bases], 2)  # (B, H, nb, F, d)
+    Hb = torch.stack(hiddens, 2)  # (B, H, nb, c, F)
+    Db = torch.stack(deltas, 2)
+
+    # Pass 2, all chunks at once: token j reads the weights its chunk
+    # started from plus the updates of tokens i <= j of the chunk:
+    # x W_in,j = x W_in + lr sum_i (x . k_i) delta_i, and likewise W_out.
+    def online_first(xb):
+        return xb @ base_in + lr * (xb @ Kb.transpose(-1, -2)).tril() @ Db
+
+    def online_second(ab):
+        return ab @ base_out + lr * (ab @ Hb.transpose(-1, -2)).tril() @ Vb
+
+    prev = state.cached if state is not None else \
+        (q.new_zeros(B, H, 0, d, Fh), q.new_zeros(B, H, 0, Fh, d))
+    stacked = [
+        torch.cat([prev[i]] + [c[i][:, :, None] for c in cached], 2)
+        for i in range(2)
+    ]
+    c_in, c_out = (s[:, :, :Nc] for s in stacked)
+    z_on = blocks.from_blocks(online_first(Qb))
+    if opts['aggregation'] == 'soup':
+        rows = row_blocks(seg_tok, Nc)
+        z = g_on[..., None] * z_on + weighted_read(q, g, c_in, rows)
+        a = F.gelu(z)
+        y = q + g_on[..., None] * blocks.from_blocks(
+            online_second(blocks.to_blocks(a))) + \
+            weighted_read(a, g, c_out, rows)
+    else:
+        m_on = q + blocks.from_blocks(
+            online_second(F.gelu(blocks.to_blocks(z_on))))
+        y = g_on[..., None] * m_on
+        if Nc:  # cached reads q + gelu(q W_in^(n)) W_out^(n)
+            y = y + g.sum(
+                -1, keepdim=True) * q + _deep_cached_read(
+                    q, g, c_in, c_out, row_blocks(seg_tok, Nc))
+    new_state = None
+    if return_state:
+        n_done = S if last_complete else S - 1
+        okeys = q.new_zeros(B, H, d) if last_complete else seg_keys[:, :, -1]
+        new_offset = 0 if last_complete else \
+            (offset if S == 1 else 0) + seg_lens[-1]
+        new_state = MCState(new_offset, all_keys[:, :, :Np + n_done], okeys,
+                            tuple(s[:, :, :Np + n_done] for s in stacked),
+                            anchor, partial)
+    return y, new_state
+
+
+def _deep_cached_read(q, g, c_in, c_out, rows):
+    """sum_n g[.., t, n] gelu(q_t W_in^(n)) W_out^(n) for every token, a row
+    block at a time against the states its rows may read: q (B, H, L, d),
+    g (B, H, L, N), c_in (B, H, N, d, F), c_out (B, H, N, F, d)."""
+    B, H, L, d = (int(n) for n in q.shape)  # ints while tracing
+    parts, pos = [], 0
+    for r0, r1, n in rows:
+        if r0 > pos:
+            parts.append(q.new_zeros(B, H, r0 - pos, d))
+        a = F.gelu(q[:, :, None, r0:r1] @ c_in[:, :, :n])  # (B, H, n, r, F)
+        z = (g[:, :, r0:r1, :n, None] * a.transpose(2, 3)).flatten(-2)
+        parts.append(z @ c_out[:, :, :n].flatten(2, 3))
+        pos = r1
+    if pos < L:
+        parts.append(q.new_zeros(B, H, L - pos, d))
+    return torch.cat(parts, 2)
+
+
+# --------------------------------------------------------------------------
+# Entry point
+# --------------------------------------------------------------------------
+def memory_caching(q,
+                   k,
+                   v,
+                   u,
+                   opts: dict,
+                   state: Optional[MCState] = None,
+                   return_state: bool = False,
+                   w_in=None,
+                   w_out=None):
+    """Causal MC over per-head tensors q (already scaled), k, v, u
+    (B, H, L, d) (u None for residual); ``opts`` as the layer's
+    ``_options()``. Returns (y (B, H, L, d), state or None)."""
+    dtype = q.dtype
+    compute = torch.float32 if dtype in (torch.float16, torch.bfloat16) \
+        else dtype
+    with torch.autocast(q.device.type, enabled=False):
+        q, k, v = (t.to(compute) for t in (q, k, v))
+        if u is not None:
+            u = u.to(compute)
+        if opts['memory'] == 'linear':
+            y, state = _linear(q, k, v, u, opts, state, return_state)
+        else:
+            y, state = _deep(q, k, v, u, opts, state, return_state,
+                             w_in.to(compute), w_out.to(compute))
+    return y.to(dtype), state
