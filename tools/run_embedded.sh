@@ -2,10 +2,13 @@
 # The embedded default, end to end on a CPU: set up whatever is missing, train
 # a cached model on data made locally, test its last checkpoint, print metrics.
 #
-#   bash tools/run_embedded.sh [digits|shapes|all] [--uncached]
+#   bash tools/run_embedded.sh [digits|digits-mc|shapes|all] [--uncached]
 #
-#   digits  (default) cached ViT on scikit-learn's handwritten digits
-#   shapes  cached PVT Mask R-CNN on generated COCO-format shapes (bbox, segm)
+#   digits     (default) ViT with GRC attention on scikit-learn's digits
+#   digits-mc  the same ViT with Memory Caching in place of its attention
+#   shapes     Mask R-CNN on a PVT with GRC attention, on generated
+#              COCO-format shapes (bbox, segm)
+#   all        the three
 #   --uncached  the uncached twin of the same config, for comparison
 # Work dirs: work_dirs/<config name>/ (checkpoint, logs, test visualisations).
 set -euo pipefail
@@ -15,9 +18,9 @@ TASK=digits
 UNCACHED=0
 for arg in "$@"; do
   case "$arg" in
-    digits|shapes|all) TASK=$arg ;;
+    digits|digits-mc|shapes|all) TASK=$arg ;;
     --uncached) UNCACHED=1 ;;
-    -h|--help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "run_embedded.sh: unknown argument '$arg' (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -26,15 +29,18 @@ main() {
   bash "$REPO/tools/setup_env.sh" --venv "$VENV"
   cd "$REPO"
   local digits=configs/embedded/cached-vit-mini-p8_1xb64-40e_digits.py
+  local digits_mc=configs/embedded/mc-vit-mini-p8_1xb64-40e_digits.py
   local shapes=configs/embedded/mask-rcnn_cached-pvt-mini_fpn_1xb4-10e_shapes.py
   local configs=()
   case "$TASK" in
     digits) configs=("$digits") ;;
+    digits-mc) configs=("$digits_mc") ;;
     shapes) configs=("$shapes") ;;
-    all) configs=("$digits" "$shapes") ;;
+    all) configs=("$digits" "$digits_mc" "$shapes") ;;
   esac
-  if [ "$UNCACHED" = 1 ]; then  # the twin: the same name without cached-
+  if [ "$UNCACHED" = 1 ]; then  # the twin: the same name without cached-/mc-
     configs=("${configs[@]/cached-/}")
+    configs=("${configs[@]/mc-/}")
   fi
   local summary=()
   for cfg in "${configs[@]}"; do

@@ -58,6 +58,10 @@ def _build(cfg, init=True):
 def test_configs_found():
     names = {osp.basename(p) for p in CONFIGS}
     for must in ('cached-pvt-tiny_8xb128_in1k.py', 'pvt-tiny_8xb128_in1k.py',
+                 'mc-deit-small_4xb256_in1k.py', 'mc-pvtv2-b2_8xb128_in1k.py',
+                 'retinanet_mc-pvtv2-b2_fpn_1x_coco.py',
+                 'mask-rcnn_mc-pvtv2-b2_fpn_1x_coco.py',
+                 'mc-vit-mini-p8_1xb64-40e_digits.py',
                  'mask-rcnn_cached-pvt-t_fpn_1x_coco.py',
                  'retinanet_cached-pvt-t_fpn_1x_coco.py',
                  'cached-vit-mini-p8_1xb64-40e_digits.py',
@@ -81,9 +85,12 @@ def test_config_loads(path):
     backbone = cfg.model.backbone
     # One spelling everywhere: a Cached* backbone, cached or not.
     assert backbone.type.startswith('Cached')
-    if name.startswith('cached-') or '_cached-' in name:
+    prefix = _cache_prefix(name)
+    if prefix:
         assert backbone.get('cached_stages', None) is None
-        twin = osp.join(osp.dirname(path), name.replace('cached-', ''))
+        layer = backbone.get('cache_cfg', {}).get('type', 'GRCAttention')
+        assert layer == CACHE_LAYERS[prefix]
+        twin = osp.join(osp.dirname(path), name.replace(prefix, ''))
         assert twin in CONFIGS, f'no uncached twin {twin}'
         if cfg.default_scope == 'mmdet' and 'shapes' not in name:
             assert cfg.model.backbone.reset_cache is True
@@ -92,20 +99,39 @@ def test_config_loads(path):
         assert backbone.cached_stages == []
 
 
-TWINS = [p for p in CONFIGS if 'cached-' in osp.basename(p)]
+# the name prefix of a config with a cache -> its cache layer
+CACHE_LAYERS = {'cached-': 'GRCAttention', 'mc-': 'MemoryCachingAttention'}
+
+
+def _cache_prefix(name):
+    """'cached-' or 'mc-' where the name has one (first or after the
+    detector's name), else None."""
+    for prefix in CACHE_LAYERS:
+        if name.startswith(prefix) or f'_{prefix}' in name:
+            return prefix
+    return None
+
+
+TWINS = [p for p in CONFIGS if _cache_prefix(osp.basename(p))]
 
 
 @pytest.mark.parametrize('path', TWINS)
 def test_twins_differ_only_in_cache(path):
-    """The uncached twin is the cached config with cached_stages=[] (and,
-    for detection, its own ImageNet checkpoint)."""
+    """The uncached twin is the config with cached_stages=[] and no cache
+    layer of its own (and, for detection, its own ImageNet checkpoint)."""
+    prefix = _cache_prefix(osp.basename(path))
     cached = _load(path).to_dict()
-    plain = _load(path.replace('cached-', '')).to_dict()
+    plain = _load(osp.join(
+        osp.dirname(path),
+        osp.basename(path).replace(prefix, ''))).to_dict()
     assert plain['model']['backbone'].pop('cached_stages') == []
     assert cached['model']['backbone'].pop('cached_stages', None) is None
+    if prefix != 'cached-':  # another cache layer than the family's GRC
+        cached['model']['backbone'].pop('cache_cfg')
+        plain['model']['backbone'].pop('cache_cfg')
     if cached.get('checkpoint'):
         assert plain['checkpoint'] == cached['checkpoint'].replace(
-            'cached-', '')
+            prefix, '')
         for cfg in (cached, plain):
             init = cfg['model']['backbone']['init_cfg']
             assert init['checkpoint'] == cfg.pop('checkpoint')

@@ -38,7 +38,7 @@ from mmcached.registry import MODELS
 from .cache_layer import BaseCacheLayer
 
 MEMORIES = ('linear', 'deep')
-SEGMENTATIONS = ('constant', 'logarithmic')
+SEGMENTATIONS = ('constant', 'logarithmic', 'uniform')
 SEGMENT_STARTS = ('checkpoint', 'restart')
 AGGREGATIONS = ('residual', 'grm', 'soup', 'ssc')
 
@@ -50,18 +50,25 @@ Theta = Tuple[torch.Tensor, torch.Tensor]  # deep memory (W_in, W_out)
 # --------------------------------------------------------------------------
 def segment_lengths(length: int,
                     segmentation: str = 'constant',
-                    segment_size: Optional[int] = 256) -> List[int]:
+                    segment_size: Optional[int] = 256,
+                    num_segments: Optional[int] = None) -> List[int]:
     """Segment lengths of a sequence of ``length`` tokens, in order.
 
     ``constant``: ``segment_size`` each, the last one shorter if it does not
     divide. ``logarithmic``: the binary expansion of ``length``, largest
-    first (37 -> [32, 4, 1]).
+    first (37 -> [32, 4, 1]). ``uniform`` (ours, for images):
+    ``num_segments`` segments of (nearly) equal length, the longer ones first
+    (37 in 4 -> [10, 9, 9, 9]); fewer if there are fewer tokens.
     """
     if length < 1:
         return []
     if segmentation == 'constant':
         full, rest = divmod(length, segment_size)
         return [segment_size] * full + ([rest] if rest else [])
+    if segmentation == 'uniform':
+        n = min(num_segments, length)
+        base, rest = divmod(length, n)
+        return [base + 1] * rest + [base] * (n - rest)
     if segmentation == 'logarithmic':
         return [
             1 << b for b in reversed(range(length.bit_length()))
@@ -199,8 +206,13 @@ class MemoryCachingAttention(BaseCacheLayer):
         num_heads (int): H; must divide D.
         memory (str): ``'linear'`` (default) or ``'deep'``.
         segment_size (int, optional): C for ``constant`` segmentation
-            (default 256, the paper's); must be None for ``logarithmic``.
-        segmentation (str): ``'constant'`` (default) or ``'logarithmic'``.
+            (default 256, the paper's); None for the other two.
+        segmentation (str): ``'constant'`` (default), ``'logarithmic'``, or
+            ``'uniform'`` (ours, for images: ``num_segments`` equal segments
+            whatever the length, so the cost stays linear in the tokens at
+            any image size).
+        num_segments (int, optional): N for ``uniform`` segmentation
+            (required there, not allowed elsewhere).
         segment_start (str): ``'checkpoint'`` (default) or ``'restart'``.
         aggregation (str): ``'residual'``, ``'grm'`` (default), ``'soup'``
             or ``'ssc'``.
@@ -236,6 +248,7 @@ class MemoryCachingAttention(BaseCacheLayer):
                  num_heads: int,
                  memory: str = 'linear',
                  segment_size: Optional[int] = None,
+                 num_segments: Optional[int] = None,
                  segmentation: str = 'constant',
                  segment_start: str = 'checkpoint',
                  aggregation: str = 'grm',
@@ -265,8 +278,16 @@ class MemoryCachingAttention(BaseCacheLayer):
             _check_int('segment_size', segment_size)
         elif segment_size is not None:
             raise ValueError('segment_size applies only to '
-                             "segmentation='constant'; logarithmic segments "
-                             'are fixed by the sequence length')
+                             "segmentation='constant'; logarithmic and "
+                             'uniform segments follow the sequence length')
+        if segmentation == 'uniform':
+            if num_segments is None:
+                raise ValueError("segmentation='uniform' needs num_segments "
+                                 '(an int >= 1: segments per sequence)')
+            _check_int('num_segments', num_segments)
+        elif num_segments is not None:
+            raise ValueError("num_segments applies only to "
+                             f"segmentation='uniform', got {segmentation!r}")
         if aggregation == 'ssc':
             if top_k is None:
                 raise ValueError("aggregation='ssc' needs top_k (an int >= "
@@ -291,6 +312,7 @@ class MemoryCachingAttention(BaseCacheLayer):
         self.head_dims = self.embed_dims // self.num_heads
         self.memory = memory
         self.segment_size = segment_size
+        self.num_segments = num_segments
         self.segmentation = segmentation
         self.segment_start = segment_start
         self.aggregation = aggregation
@@ -388,7 +410,8 @@ class MemoryCachingAttention(BaseCacheLayer):
             raise ValueError('stream() needs causal=True')
         if self.segmentation != 'constant':
             raise ValueError("stream() needs segmentation='constant': "
-                             'logarithmic segments depend on the full length')
+                             'logarithmic and uniform segments depend on the '
+                             'full length')
         if x.shape[1] == 0:
             raise ValueError('stream() needs a piece of at least 1 token')
         host, q, k, v, u = self._project(x, host)
@@ -423,6 +446,7 @@ class MemoryCachingAttention(BaseCacheLayer):
             memory=self.memory,
             segmentation=self.segmentation,
             segment_size=self.segment_size,
+            num_segments=self.num_segments,
             segment_start=self.segment_start,
             aggregation=self.aggregation,
             top_k=self.top_k,
@@ -435,6 +459,7 @@ class MemoryCachingAttention(BaseCacheLayer):
         s = (f'embed_dims={self.embed_dims}, num_heads={self.num_heads}, '
              f'memory={self.memory!r}, segmentation={self.segmentation!r}, '
              f'segment_size={self.segment_size}, '
+             f'num_segments={self.num_segments}, '
              f'segment_start={self.segment_start!r}, '
              f'aggregation={self.aggregation!r}, causal={self.causal}, '
              f'host_projections={self.host_projections}')

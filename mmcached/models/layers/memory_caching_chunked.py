@@ -24,8 +24,8 @@ stated up front:
   otherwise. One Python loop over chunks (the weights depend on the previous
   chunk non-linearly), everything else batched over chunks. Cached reads
   O(L N F d), memory O(L N F) (F = hidden width).
-- Logarithmic segmentation: one pass only (its segments depend on the full
-  length); streaming needs constant segments.
+- Logarithmic and uniform segmentation: one pass only (their segments
+  depend on the full length); streaming needs constant segments.
 - Half precision: the mixing runs in float32 (states are long sums).
 
 Notation: tensors are per head, (B, H, L, d). A linear state is kept as
@@ -73,11 +73,14 @@ class MCState:
 def _piece_segments(length: int, offset: int, opts: dict) -> List[int]:
     """Segment lengths of a piece whose first token is the ``offset``-th of
     its segment."""
-    if opts['segmentation'] == 'logarithmic':
+    if opts['segmentation'] != 'constant':
         if offset:
-            raise ValueError('logarithmic segmentation cannot continue a '
-                             'stream')
-        return segment_lengths(length, 'logarithmic')
+            raise ValueError(f"{opts['segmentation']} segmentation cannot "
+                             'continue a stream')
+        return segment_lengths(
+            length,
+            opts['segmentation'],
+            num_segments=opts.get('num_segments'))
     C = opts['segment_size']
     first = min(C - offset, length) if offset else 0
     return ([first] if first else []) + \
@@ -194,7 +197,7 @@ def _layout(L, opts, state, device):
                                                      device=device)) + Np
     Nc = Np + S - 1  # the piece's last segment is never read as cached
     valid = torch.arange(Nc, device=device)[None] < seg_tok[:, None]
-    if opts['segmentation'] == 'logarithmic':
+    if opts['segmentation'] != 'constant':  # one pass: nothing continues
         last_complete = True
     else:
         last_complete = (offset if S == 1 else 0) + seg_lens[-1] == \

@@ -21,6 +21,7 @@ def memory_caching_reference(q: torch.Tensor,
                              memory: str = 'linear',
                              segmentation: str = 'constant',
                              segment_size: Optional[int] = 256,
+                             num_segments: Optional[int] = None,
                              segment_start: str = 'checkpoint',
                              aggregation: str = 'grm',
                              top_k: Optional[int] = None,
@@ -47,7 +48,7 @@ def memory_caching_reference(q: torch.Tensor,
         read = deep_read
     cached, cached_keys, outputs = [], [], []
     online, t = init, 0
-    for n in segment_lengths(L, segmentation, segment_size):
+    for n in segment_lengths(L, segmentation, segment_size, num_segments):
         if segment_start == 'restart':
             online = init
         keys = q.new_zeros(B, H, d)

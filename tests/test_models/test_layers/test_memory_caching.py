@@ -66,6 +66,9 @@ def test_segment_lengths():
     assert segment_lengths(10, 'constant', 4) == [4, 4, 2]
     assert segment_lengths(8, 'constant', 4) == [4, 4]
     assert segment_lengths(3, 'constant', 4) == [3]
+    assert segment_lengths(37, 'uniform', num_segments=4) == [10, 9, 9, 9]
+    assert segment_lengths(12, 'uniform', num_segments=4) == [3] * 4
+    assert segment_lengths(3, 'uniform', num_segments=8) == [1, 1, 1]
 
 
 # --------------------------------------------------------------------------
@@ -356,6 +359,9 @@ def test_one_segment_is_the_plain_memory(aggregation):
         top_k=1 if aggregation == 'ssc' else None)
     y = memory_caching(q, k, v, u, _opts(**kw))[0]
     _close(y, _causal_linear(q, k, v))
+    uniform = dict(
+        kw, segmentation='uniform', segment_size=None, num_segments=1)
+    _close(memory_caching(q, k, v, u, _opts(**uniform))[0], y)
     torch.manual_seed(3)
     w_in = 0.3 * torch.randn(2, 2, 8, dtype=torch.float64)
     w_out = 0.3 * torch.randn(2, 8, 2, dtype=torch.float64)
@@ -420,6 +426,31 @@ def test_fast_equals_loop(memory, aggregation, start, causal):
         _close(y, ref)
         for a, b in zip(grads, ref_grads):
             _close(a, b)
+
+
+@pytest.mark.parametrize('memory', ('linear', 'deep'))
+@pytest.mark.parametrize('causal', (True, False))
+def test_uniform_segments_equal_loop(memory, causal):
+    """Uniform segmentation (11 tokens in 3: 4, 4, 3): outputs and
+    gradients equal the reference loop's."""
+    extra = dict(linear_form='state', block_size=3) if memory == 'linear' \
+        else dict(chunk_size=1)
+    layer = _layer(
+        memory=memory,
+        causal=causal,
+        segmentation='uniform',
+        num_segments=3,
+        **extra)
+    x = torch.randn(2, 11, 8, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(2, 11, 8, dtype=torch.float64)
+    params = [x] + list(layer.parameters())
+    y = layer(x)
+    ref = memory_caching_reference_layer(layer, x)
+    _close(y, ref)
+    for a, b in zip(
+            torch.autograd.grad((y * w).sum(), params),
+            torch.autograd.grad((ref * w).sum(), params)):
+        _close(a, b)
 
 
 def test_long_rows_and_many_segments_equal_loop():
@@ -610,6 +641,10 @@ def test_host_projections(memory):
     (dict(segment_start='none'), 'segment_start must be one of'),
     (dict(segmentation='logarithmic',
           segment_size=4), 'segment_size applies only to'),
+    (dict(segmentation='uniform'), 'needs num_segments'),
+    (dict(segmentation='uniform',
+          num_segments=0), 'num_segments must be an int >= 1'),
+    (dict(num_segments=4), 'num_segments applies only to'),
     (dict(chunk_size=0), 'chunk_size must be an int >= 1'),
     (dict(inner_lr=0.), 'inner_lr must be a number > 0'),
     (dict(linear_form='fast'), 'linear_form must be one of'),
@@ -627,6 +662,9 @@ def test_bad_heads_and_stream_modes():
         MemoryCachingAttention(16, 4, causal=False).stream(x)
     with pytest.raises(ValueError, match="segmentation='constant'"):
         MemoryCachingAttention(16, 4, segmentation='logarithmic').stream(x)
+    with pytest.raises(ValueError, match="segmentation='constant'"):
+        MemoryCachingAttention(
+            16, 4, segmentation='uniform', num_segments=2).stream(x)
 
 
 def test_registry_build():
