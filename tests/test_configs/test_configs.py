@@ -121,17 +121,16 @@ def test_twins_differ_only_in_cache(path):
     layer of its own (and, for detection, its own ImageNet checkpoint)."""
     prefix = _cache_prefix(osp.basename(path))
     cached = _load(path).to_dict()
-    plain = _load(osp.join(
-        osp.dirname(path),
-        osp.basename(path).replace(prefix, ''))).to_dict()
+    plain = _load(
+        osp.join(osp.dirname(path),
+                 osp.basename(path).replace(prefix, ''))).to_dict()
     assert plain['model']['backbone'].pop('cached_stages') == []
     assert cached['model']['backbone'].pop('cached_stages', None) is None
     if prefix != 'cached-':  # another cache layer than the family's GRC
         cached['model']['backbone'].pop('cache_cfg')
         plain['model']['backbone'].pop('cache_cfg')
     if cached.get('checkpoint'):
-        assert plain['checkpoint'] == cached['checkpoint'].replace(
-            prefix, '')
+        assert plain['checkpoint'] == cached['checkpoint'].replace(prefix, '')
         for cfg in (cached, plain):
             init = cfg['model']['backbone']['init_cfg']
             assert init['checkpoint'] == cfg.pop('checkpoint')
