@@ -41,6 +41,7 @@ from mmcached.utils.cache_maps import (CacheRecorder, cache_pca,
                                        grc_output_maps, is_mc_layer,
                                        mc_gate_weights)
 from mmcached.utils.cli import CLIError, load_config, main_guard
+from mmcached.utils.runner_model import build_runner_model
 
 DPI = 100
 
@@ -73,11 +74,9 @@ def build_model(cfg, checkpoint):
     """The config's model, in eval mode, with the checkpoint's weights;
     refuses a config without cache layers and a checkpoint without their
     weights (an uncached model's)."""
-    from mmengine.registry import MODELS, init_default_scope
     from mmengine.runner.checkpoint import (_load_checkpoint,
                                             _load_checkpoint_to_model)
-    init_default_scope(cfg.get('default_scope', 'mmengine'))
-    model = MODELS.build(cfg.model)
+    model = build_runner_model(cfg)
     paths = {id(m): p for p, m in model.named_modules()}
     layers = named_cache_layers(model)
     if not layers:
@@ -297,14 +296,11 @@ def main(argv=None):
     import matplotlib
     matplotlib.use('Agg')
     from mmengine.logging import MMLogger
-    from mmengine.utils import import_modules_from_strings
 
     import mmcached  # noqa: F401  registers our modules
     cfg = load_config(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
-    if cfg.get('custom_imports'):
-        import_modules_from_strings(**cfg.custom_imports)
     MMLogger.get_current_instance().setLevel('WARNING')
     model, layers = build_model(cfg, args.checkpoint)
     grc = {n: m for n, m in layers.items() if hasattr(m, 'lam')}
