@@ -36,6 +36,7 @@ from mmengine.config import DictAction
 sys.path.insert(0,
                 osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
+from mmcached.models.layers import GRCAttention
 from mmcached.utils.cache_inspect import mix_weights, named_cache_layers
 from mmcached.utils.cache_maps import (CacheRecorder, cache_pca,
                                        grc_output_maps, is_mc_layer,
@@ -86,11 +87,15 @@ def build_model(cfg, checkpoint):
     if not osp.isfile(checkpoint):
         raise CLIError(f'checkpoint {checkpoint!r} does not exist')
     ckpt = _load_checkpoint(checkpoint, map_location='cpu')
-    state = ckpt.get('state_dict', ckpt)
+    # keys as the loader revises them (a DDP model's 'module.' dropped)
+    keys = [
+        k[len('module.'):] if k.startswith('module.') else k
+        for k in ckpt.get('state_dict', ckpt)
+    ]
     # layers with weights or buffers must find them in the checkpoint
     missing = [
         paths[id(m)] for m in layers.values() if m.state_dict() and not any(
-            k.startswith(paths[id(m)] + '.') for k in state)
+            k.startswith(paths[id(m)] + '.') for k in keys)
     ]
     if missing:
         raise CLIError(
@@ -155,6 +160,16 @@ def _save(fig, path):
     return path
 
 
+def _integer_ticks(ax):
+    """Ticks on whole tokens / segments (every one of a short axis)."""
+    from matplotlib.ticker import FixedLocator, MaxNLocator
+    for axis, (lo, hi) in ((ax.xaxis, ax.get_xlim()), (ax.yaxis,
+                                                       ax.get_ylim())):
+        n = int(round(abs(hi - lo)))
+        axis.set_major_locator(
+            FixedLocator(range(n)) if n <= 8 else MaxNLocator(integer=True))
+
+
 def plot_mix_weights(grc, path):
     """Fig. 5: sigma(lam) per head (heatmap, layers x heads; heads a layer
     does not have are blank) and its per-layer mean (line)."""
@@ -165,11 +180,13 @@ def plot_mix_weights(grc, path):
     grid = np.full((len(names), heads), np.nan)
     for i, w in enumerate(weights):
         grid[i, :len(w)] = w
+    from matplotlib.ticker import MaxNLocator
     fig, (ax0, ax1) = plt.subplots(
         1,
         2,
-        figsize=(9, 0.3 * len(names) + 2.2),
-        gridspec_kw=dict(width_ratios=[max(heads, 4), 4]))
+        figsize=(max(9, 0.25 * heads + 7), 0.3 * len(names) + 2.2),
+        gridspec_kw=dict(width_ratios=[max(heads, 6), 4]),
+        layout='constrained')
     im = ax0.imshow(
         np.ma.masked_invalid(grid),
         cmap='viridis',
@@ -187,7 +204,7 @@ def plot_mix_weights(grc, path):
                     va='center',
                     color='w' if v < 0.6 else 'k',
                     fontsize=8)
-    ax0.set_xticks(range(heads))
+    ax0.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax0.set_yticks(range(len(names)), names)
     ax0.set_xlabel('head')
     ax0.set_ylabel('cached layer')
@@ -198,11 +215,10 @@ def plot_mix_weights(grc, path):
     ax1.set_ylim(len(names) - 0.5, -0.5)  # same order as the heatmap
     ax1.set_yticks(range(len(names)), names)
     ax1.set_xlim(0, 1)
-    ax1.set_xlabel('mean sigma(lambda) over heads')
+    ax1.set_xlabel('mean over heads')
     ax1.set_title('per layer')
     ax1.grid(alpha=.3)
     fig.suptitle('How much each layer relies on its cache')
-    fig.tight_layout()
     return _save(fig, path)
 
 
@@ -224,6 +240,7 @@ def plot_attention_outputs(grc, records, image, names, path):
                              (row[2], o_mem, 'cache attention')):
             im = ax.imshow(m[0].numpy(), cmap='jet', vmin=0, vmax=1)
             ax.set_title(f'{name}: {title}', fontsize=9)
+            _integer_ticks(ax)
             ax.set_xlabel('token column')
             ax.set_ylabel('token row')
         fig.colorbar(
@@ -248,6 +265,7 @@ def plot_cache_pca(grc, names, path):
         ax.set_title(
             f'{name}: {layer.cache_len} tokens x {layer.cache_dims} ch',
             fontsize=9)
+        _integer_ticks(ax)
         ax.set_xlabel('cache token column')
         ax.set_ylabel('cache token row')
     fig.suptitle('The caches: first 3 principal components as RGB')
@@ -259,7 +277,6 @@ def plot_mc_gates(mc, records, names, path):
     """Memory Caching: per chosen layer (rows) and scan (columns), the gate
     weight of each segment (x) for each token (y), mean over heads."""
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator
     gates = {n: mc_gate_weights(mc[n], records[n]) for n in names}
     scans = max(len(g) for g in gates.values())
     fig, axes = plt.subplots(
@@ -282,8 +299,7 @@ def plot_mc_gates(mc, records, names, path):
                 interpolation='nearest')
             which = 'forward scan' if scan == 0 else 'reversed scan'
             ax.set_title(f'{name}, {which}', fontsize=9)
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-            ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+            _integer_ticks(ax)
             ax.set_xlabel('segment (in scan order)')
             ax.set_ylabel('token (raster order)')
     fig.colorbar(im, ax=axes.ravel().tolist(), label='gate weight')
@@ -303,7 +319,7 @@ def main(argv=None):
         cfg.merge_from_dict(args.cfg_options)
     MMLogger.get_current_instance().setLevel('WARNING')
     model, layers = build_model(cfg, args.checkpoint)
-    grc = {n: m for n, m in layers.items() if hasattr(m, 'lam')}
+    grc = {n: m for n, m in layers.items() if isinstance(m, GRCAttention)}
     mc = {n: m for n, m in layers.items() if is_mc_layer(m)}
     other = set(layers) - set(grc) - set(mc)
     if other:
