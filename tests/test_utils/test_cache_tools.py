@@ -231,3 +231,32 @@ def test_tools_build_the_model_as_the_runner_does():
     assert pre.mean.flatten().tolist() == [127.5] * 3
     assert pre.std.flatten().tolist() == [127.5] * 3
     assert pre.num_classes == 10
+
+
+@pytest.mark.slow
+def test_cache_curves_reach_tensorboard(tmp_path):
+    """The README's TensorBoard snippet: the hook's scalars are in the
+    event file (runs where the optional tensorboard is installed)."""
+    pytest.importorskip('tensorboard')
+    from tensorboard.backend.event_processing.event_accumulator import \
+        EventAccumulator
+    config = tmp_path / 'digits_tb.py'
+    config.write_text(f"_base_ = '{osp.join(REPO, CLS)}'\n"
+                      'visualizer = dict(vis_backends=[\n'
+                      "    dict(type='LocalVisBackend'),\n"
+                      "    dict(type='TensorboardVisBackend')\n"
+                      '])\n')
+    work = str(tmp_path / 'work')
+    _run('tools/train.py', str(config), '--work-dir', work, '--cfg-options',
+         'train_cfg.max_epochs=1', 'train_dataloader.dataset.indices=128',
+         'default_hooks.logger.interval=1', 'val_cfg=None',
+         'val_dataloader=None', 'val_evaluator=None')
+    events = glob.glob(osp.join(work, '*', 'vis_data', 'events.out.*'))
+    assert len(events) == 1
+    acc = EventAccumulator(events[0])
+    acc.Reload()
+    for layer in LAYERS[CLS]:
+        for stat in ('mix', 'rms', 'update_rms'):
+            values = acc.Scalars(f'cache_{stat}/{layer}')
+            assert [v.step for v in values] == [1, 2]
+            assert all(math.isfinite(v.value) for v in values)
