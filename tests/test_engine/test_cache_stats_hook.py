@@ -43,8 +43,7 @@ def test_grc_stats_read_the_layer():
     stats = grc_stats(layer)
     assert stats['mix'] == pytest.approx(torch.sigmoid(lam).mean().item())
     assert stats['rms'] == pytest.approx(_rms(after), rel=1e-5)
-    assert stats['update_rms'] == pytest.approx(
-        _rms(after - before), rel=1e-5)
+    assert stats['update_rms'] == pytest.approx(_rms(after - before), rel=1e-5)
     assert 0 < stats['update_rms'] and stats['update_rms'] != pytest.approx(
         stats['rms'])
     # eval forwards leave the cache, so the stats, as they are
