@@ -54,5 +54,8 @@ if __name__ == '__main__':
             'mmdet>=3.2.0,<3.4',
             'mmpretrain>=1.1.0,<1.3',
         ] + parse_requirements('runtime.txt'),
-        extras_require={'tests': parse_requirements('tests.txt')},
+        extras_require={
+            'tests': parse_requirements('tests.txt'),
+            'optional': parse_requirements('optional.txt')
+        },
         zip_safe=False)

@@ -7,6 +7,7 @@ registered here is registered in the root registry too, so a bare
 alike: child scopes fall back to the root, never to their siblings.
 """
 from mmengine.registry import DATASETS as ROOT_DATASETS
+from mmengine.registry import HOOKS as ROOT_HOOKS
 from mmengine.registry import MODELS as ROOT_MODELS
 from mmengine.registry import Registry
 
@@ -26,3 +27,4 @@ def _registry(name, parent, location):
 
 MODELS = _registry('model', ROOT_MODELS, 'mmcached.models')
 DATASETS = _registry('dataset', ROOT_DATASETS, 'mmcached.datasets')
+HOOKS = _registry('hook', ROOT_HOOKS, 'mmcached.engine')

@@ -10,6 +10,8 @@ _base_ = [
     'mmpretrain::_base_/default_runtime.py'
 ]
 custom_imports = dict(imports=['mmcached'], allow_failed_imports=False)
+# per cached layer: mean sigma(lam), cache and update RMS, at the log interval
+custom_hooks = [dict(type='CacheStatsHook')]
 
 model = dict(
     type='ImageClassifier',

@@ -2,6 +2,7 @@
 print are measured by hand; here they only have to run end to end)."""
 import os
 import os.path as osp
+import struct
 import subprocess
 import sys
 
@@ -53,11 +54,18 @@ def test_benchmark_keep_heap_reruns_with_glibc_tunables():
     assert '| ours released |' in out
 
 
-def test_complexity_table_tiny():
+def test_complexity_table_tiny(tmp_path):
+    plot = str(tmp_path / 'complexity.png')
     out = _run('grc_complexity_table.py', '--models', 'PVT-Tiny', '--img-size',
-               '64')
+               '64', '--plot', plot)
     rows = [line for line in out.splitlines() if line.startswith('| PVT')]
     assert len(rows) == 3 and 'error' not in out
+    # the plot: a PNG of the size the tool sets (7.5 x 5.5 in at 100 dpi)
+    assert out.rstrip().endswith(plot)
+    with open(plot, 'rb') as f:
+        head = f.read(24)
+    assert head[:8] == b'\x89PNG\r\n\x1a\n' and head[12:16] == b'IHDR'
+    assert struct.unpack('>II', head[16:24]) == (750, 550)
 
 
 @pytest.mark.skipif(

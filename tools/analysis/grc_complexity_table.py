@@ -13,6 +13,7 @@ Example::
     python tools/analysis/grc_complexity_table.py --img-size 224
     python tools/analysis/grc_complexity_table.py --models PVT-Tiny \
         --cache-ratio 0.25
+    python tools/analysis/grc_complexity_table.py --plot docs/complexity.png
 """
 import argparse
 from collections import OrderedDict
@@ -81,6 +82,11 @@ def parse_args():
     parser.add_argument(
         '--mode', default='released', choices=['released', 'paper'])
     parser.add_argument('--cache-ratio', type=float, default=0.5)
+    parser.add_argument(
+        '--plot',
+        metavar='PNG',
+        help='also draw the table: GFLOPs against params, ours beside the '
+        "paper's")
     return parser.parse_args()
 
 
@@ -138,6 +144,59 @@ def gap(ours, paper):
     return f'{100 * (ours - paper) / paper:+.1f}%'
 
 
+def plot(points, path, title):
+    """GFLOPs against params (M), one colour per model: ours filled, the
+    paper's hollow, the baseline (circle) joined to its cached model
+    (triangle). ``points``: name -> {(source, variant): (params, flops)}
+    with source 'ours' / 'paper' and variant 'baseline' / 'cached'."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+    fig, ax = plt.subplots(figsize=(7.5, 5.5), layout='constrained')
+    for i, (name, pts) in enumerate(points.items()):
+        color = f'C{i % 10}'
+        for source, style, face in (('ours', '-', color), ('paper', ':',
+                                                           'none')):
+            pair = [pts.get((source, v)) for v in ('baseline', 'cached')]
+            if None not in pair:
+                ax.plot(*zip(*pair), style, color=color, lw=1)
+            for (x, y), marker in zip([p for p in pair if p is not None],
+                                      'o^'):
+                ax.plot(x, y, marker, color=color, mfc=face, ms=7)
+        x, y = pts.get(('ours', 'cached'), pts.get(('paper', 'cached')))
+        # alternate above / below: neighbouring models overlap otherwise
+        ax.annotate(
+            name, (x, y),
+            xytext=(4, 4 if i % 2 else -12),
+            textcoords='offset points',
+            fontsize=8,
+            color=color)
+    ax.set_xlabel('params (M)')
+    ax.set_ylabel('GFLOPs (multiply-adds)')
+    ax.set_title(title)
+    ax.grid(alpha=.3)
+    ax.legend(
+        handles=[
+            Line2D([], [],
+                   marker='o',
+                   color='k',
+                   ls='-',
+                   label='ours: '
+                   'baseline -> cached (triangle)'),
+            Line2D([], [],
+                   marker='o',
+                   color='k',
+                   mfc='none',
+                   ls=':',
+                   label="paper's Table 1")
+        ],
+        loc='upper left')
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
 def main():
     args = parse_args()
     from mmengine.logging import MMLogger
@@ -154,8 +213,13 @@ def main():
     print('| model | variant | params (M) | paper | gap | GFLOPs | paper | '
           'gap |')
     print('|---|---|---|---|---|---|---|---|')
+    points = OrderedDict()
     for name in names:
         base_cfg, cached_cfg, paper_base, paper_cached = MODELS_SPEC[name]
+        points[name] = {
+            ('paper', 'baseline'): paper_base,
+            ('paper', 'cached'): paper_cached
+        }
         cached_cfg = dict(
             cached_cfg,
             cache_cfg=dict(mode=args.mode, cache_ratio=args.cache_ratio))
@@ -171,6 +235,7 @@ def main():
                       f'{e} | | | | | |')
                 continue
             rows.append((params, flops))
+            points[name][('ours', variant)] = (params, flops)
             print(
                 f'| {name} | {variant} | {params:.2f} | {paper[0]:.1f} | '
                 f'{gap(params, paper[0])} | {flops:.2f} | {paper[1]:.2f} | '
@@ -184,6 +249,10 @@ def main():
                 f'| {name} | cache adds | {dp:+.2f} | {pp:+.1f} | '
                 f'{gap(dp, pp)} | {df:+.2f} | {pf:+.2f} | {gap(df, pf)} |',
                 flush=True)
+    if args.plot:
+        print('\n' + plot(
+            points, args.plot, f'Params and FLOPs at {args.img_size} px, '
+            f'GRC {args.mode}, cache ratio {args.cache_ratio}'))
 
 
 if __name__ == '__main__':

@@ -1,0 +1,3 @@
+from .cache_stats_hook import CacheStatsHook
+
+__all__ = ['CacheStatsHook']
