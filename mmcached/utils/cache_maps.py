@@ -8,9 +8,8 @@ function per kind of cache layer:
   cache-attention outputs, as the paper's Fig. 6) and :func:`cache_pca` (the
   stored cache's first principal components as RGB);
 - Memory Caching (a replacing layer): :func:`mc_gate_weights` (the gate
-  weight each token gives each segment), written against the MC layer's
-  public per-token math (``gate_weights``, ``segment_lengths``), imported
-  only when that layer exists.
+  weight each token gives each segment), from the MC layer's own per-token
+  math (``gate_weights``, ``segment_lengths``).
 
 A new kind of cache layer adds its own function here and its own figure in
 ``tools/analysis/visualize_cache.py``.
@@ -22,6 +21,9 @@ import torch
 import torch.nn as nn
 
 from mmcached.models.layers.grc_attention import GRCAttention
+from mmcached.models.layers.memory_caching import (MemoryCachingAttention,
+                                                   gate_weights,
+                                                   segment_lengths)
 
 
 class CacheRecorder:
@@ -154,19 +156,8 @@ def cache_pca(layer: GRCAttention, components: int = 3) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------- MC
-def _mc_api():
-    """The Memory Caching layer's module, or None where it does not exist
-    (it is not part of every mmcached version)."""
-    try:
-        from mmcached.models.layers import memory_caching
-    except ImportError:
-        return None
-    return memory_caching
-
-
 def is_mc_layer(layer: nn.Module) -> bool:
-    api = _mc_api()
-    return api is not None and isinstance(layer, api.MemoryCachingAttention)
+    return isinstance(layer, MemoryCachingAttention)
 
 
 @torch.no_grad()
@@ -178,21 +169,20 @@ def mc_gate_weights(layer: nn.Module, record: dict) -> List[torch.Tensor]:
     token's own segment) and 0 after it. Rows sum to 1, except for
     ``residual`` aggregation (no gates: every weight is 1). Tokens are in
     raster order, extra tokens first."""
-    api = _mc_api()
     x, _, host = record['args'][:3]
     host = layer if host is None else host
     _, k, _ = host.project_qkv(x)
     u = layer.u_proj(x) if layer.u_proj is not None else None
-    out = [_mc_scan_gates(api, layer, k, u)]
+    out = [_mc_scan_gates(layer, k, u)]
     if not layer.causal:
         # the reversed scan, its rows put back in raster order (its
         # segment 0 is then the last segment in raster order)
         flipped = None if u is None else u.flip(1)
-        out.append(_mc_scan_gates(api, layer, k.flip(1), flipped).flip(1))
+        out.append(_mc_scan_gates(layer, k.flip(1), flipped).flip(1))
     return out
 
 
-def _mc_scan_gates(api, layer, k, u) -> torch.Tensor:
+def _mc_scan_gates(layer, k, u) -> torch.Tensor:
     """Gate weights of one causal scan: (B, L, S), mean over heads."""
     B, L, _ = k.shape
     H, d = layer.num_heads, layer.head_dims
@@ -201,16 +191,17 @@ def _mc_scan_gates(api, layer, k, u) -> torch.Tensor:
         return None if t is None else t.reshape(B, L, H, d).transpose(1, 2)
 
     k, u = heads(k), heads(u)
-    lengths = api.segment_lengths(L, layer.segmentation, layer.segment_size)
+    lengths = segment_lengths(L, layer.segmentation, layer.segment_size,
+                              layer.num_segments)
     out = k.new_zeros(B, H, L, len(lengths))
     cached, start = [], 0
     for s, n in enumerate(lengths):
         seg = slice(start, start + n)
         online = k[:, :, seg].cumsum(2)  # the online context up to t
-        g_cached, g_online = api.gate_weights(
-            None if u is None else u[:, :,
-                                     seg], [c[:, :, None] for c in cached],
-            online, layer.aggregation, layer.top_k)
+        g_cached, g_online = gate_weights(None if u is None else u[:, :, seg],
+                                          [c[:, :, None]
+                                           for c in cached], online,
+                                          layer.aggregation, layer.top_k)
         for i, g in enumerate(g_cached):
             out[:, :, seg, i] = g
         out[:, :, seg, s] = g_online

@@ -134,9 +134,7 @@ def _per_token_gates(mc, layer, x):
 @pytest.mark.parametrize('aggregation,top_k', [('grm', None), ('ssc', 1),
                                                ('residual', None)])
 def test_mc_gate_weights(aggregation, top_k):
-    mc = pytest.importorskip(
-        'mmcached.models.layers.memory_caching',
-        reason='the Memory Caching layer is not part of this version')
+    from mmcached.models.layers import memory_caching as mc
     torch.manual_seed(0)
     layer = mc.MemoryCachingAttention(
         embed_dims=16,
@@ -147,6 +145,11 @@ def test_mc_gate_weights(aggregation, top_k):
         causal=False)
     x = torch.randn(2, 10, 16)
     fwd, rev = mc_gate_weights(layer, dict(args=(x, None, None)))
+    # uniform segments (10 tokens in 3: 4, 3, 3) follow the layer's own
+    uniform = mc.MemoryCachingAttention(
+        16, 2, segmentation='uniform', num_segments=3, causal=False)
+    assert mc_gate_weights(uniform, dict(args=(x, None, None)))[0].shape \
+        == (2, 10, 3)
     assert fwd.shape == rev.shape == (2, 10, 4)
     torch.testing.assert_close(fwd, _per_token_gates(mc, layer, x))
     torch.testing.assert_close(rev,

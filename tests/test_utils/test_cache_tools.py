@@ -210,7 +210,9 @@ def test_benchmark_twin_errors(tmp_path, monkeypatch):
     monkeypatch.chdir(REPO)
     tool = _tool('benchmark')
     assert tool.find_twin(CLS) == CLS.replace('cached-', '')
-    with pytest.raises(CLIError, match="no 'cached-' in its name"):
+    mc = 'configs/pvtv2/retinanet_mc-pvtv2-b2_fpn_1x_coco.py'
+    assert tool.find_twin(mc) == mc.replace('mc-', '')
+    with pytest.raises(CLIError, match="no 'cached-' or 'mc-' in its name"):
         tool.find_twin(CLS.replace('cached-', ''))
     lone = tmp_path / 'cached-lone.py'
     lone.write_text(f"_base_ = '{osp.join(REPO, CLS)}'\n")

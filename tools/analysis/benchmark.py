@@ -51,7 +51,7 @@ def parse_args(argv=None):
     parser.add_argument(
         '--twin',
         help='its uncached twin (default: the config of the same name '
-        "without 'cached-' beside it)")
+        "without 'cached-' or 'mc-' beside it)")
     parser.add_argument('--device', default='cpu', choices=['cpu', 'cuda'])
     parser.add_argument(
         '--batch-size',
@@ -77,14 +77,21 @@ def parse_args(argv=None):
 
 
 # ------------------------------------------------------------ configs
+#: name prefixes of configs with a cache layer (GRC, Memory Caching)
+CACHE_PREFIXES = ('cached-', 'mc-')
+
+
 def find_twin(config: str) -> str:
     """The uncached twin of ``config``: same folder, same name without
-    ``cached-``."""
+    ``cached-`` (or ``mc-``)."""
     name = osp.basename(config)
-    if 'cached-' not in name:
-        raise CLIError(f"{config}: no 'cached-' in its name, so no twin to "
-                       'find by name; give --twin')
-    twin = osp.join(osp.dirname(config), name.replace('cached-', '', 1))
+    prefix = next(
+        (p for p in CACHE_PREFIXES if name.startswith(p) or f'_{p}' in name),
+        None)
+    if prefix is None:
+        raise CLIError(f"{config}: no 'cached-' or 'mc-' in its name, so no "
+                       'twin to find by name; give --twin')
+    twin = osp.join(osp.dirname(config), name.replace(prefix, '', 1))
     if not osp.isfile(twin):
         raise CLIError(f'{config}: its uncached twin {twin} does not exist; '
                        'give --twin')
