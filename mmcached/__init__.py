@@ -9,7 +9,7 @@ from .version import __version__
 
 apply_compat()
 
-from . import datasets, models  # noqa: E402,F401 - registers the modules
+from . import datasets, engine, models  # noqa: E402,F401 - registrations
 from .registry import MODELS  # noqa: E402
 from .utils import flops  # noqa: E402,F401 - FLOP counting of SDPA
 

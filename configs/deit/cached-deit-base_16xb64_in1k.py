@@ -6,4 +6,7 @@ model = dict(
     backbone=dict(arch='deit-base', drop_path_rate=0.1),
     head=dict(in_channels=768))
 train_dataloader = dict(batch_size=64)
-custom_hooks = [dict(type='EMAHook', momentum=4e-5, priority='ABOVE_NORMAL')]
+custom_hooks = [
+    dict(type='ExactResumeHook'),
+    dict(type='EMAHook', momentum=4e-5, priority='ABOVE_NORMAL')
+]

@@ -13,6 +13,9 @@ _base_ = [
     'mmpretrain::_base_/default_runtime.py'
 ]
 custom_imports = dict(imports=['mmcached'], allow_failed_imports=False)
+# A run resumed with --resume continues as the uninterrupted one would
+# (mmcached/engine/hooks/exact_resume_hook.py).
+custom_hooks = [dict(type='ExactResumeHook')]
 
 model = dict(
     backbone=dict(
