@@ -7,13 +7,15 @@ and ``final_rank{r}.pth`` at the end of training (model state, caches
 included; optimizer and scheduler states; iteration and epoch). With
 ``PROBE_KILL_AT=N`` in the environment, the process kills itself with
 SIGKILL at the end of iteration N, after that iteration's checkpoint (if
-any) is saved.
+any) is saved; with ``PROBE_PAUSE_AT=N``, it writes ``paused_rank{r}`` there
+and waits to be stopped (a Slurm job's first start only), e.g. preempted.
 """
 import hashlib
 import json
 import os
 import os.path as osp
 import signal
+import time
 
 import torch
 from mmengine.dist import get_rank
@@ -52,6 +54,11 @@ class ProbeHook(Hook):
             f.write(json.dumps(record) + '\n')
         if os.environ.get('PROBE_KILL_AT') == str(runner.iter + 1):
             os.kill(os.getpid(), signal.SIGKILL)
+        if os.environ.get('PROBE_PAUSE_AT') == str(runner.iter + 1) and \
+                os.environ.get('SLURM_RESTART_COUNT', '0') == '0':
+            open(osp.join(runner.work_dir, f'paused_rank{get_rank()}'),
+                 'w').close()
+            time.sleep(3600)
 
     def after_train(self, runner):
         model = runner.model.module if hasattr(runner.model,

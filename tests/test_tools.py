@@ -19,7 +19,8 @@ DIGITS = 'configs/embedded/cached-vit-mini-p8_1xb64-40e_digits.py'
 SHAPES = 'configs/embedded/mask-rcnn_cached-pvt-mini_fpn_1xb4-10e_shapes.py'
 SH_TOOLS = [
     'tools/dist_train.sh', 'tools/dist_test.sh', 'tools/slurm_train.sh',
-    'tools/slurm_test.sh'
+    'tools/slurm_test.sh', 'tools/slurm_train.sbatch',
+    'tools/misc/slurm_local.sh'
 ]
 
 
@@ -272,3 +273,41 @@ def test_resume_checks_the_last_checkpoint(train_tool, tmp_path, last,
     with pytest.raises(CLIError, match=message):
         train_tool.main([DIGITS, '--work-dir', str(work), '--resume'])
     assert _work_dir_state(work) == before
+
+
+@pytest.mark.parametrize(
+    'setup,call,expected',
+    [
+        ('PYTHON=/opt/py/bin/python', 'mmcached_python /repo',
+         '/opt/py/bin/python'),
+        ('unset PYTHON; MMCACHED_VENV={venv}', 'mmcached_python /repo',
+         '{venv}/bin/python'),
+        ('unset PYTHON MMCACHED_VENV', 'mmcached_python {venv}/..',
+         '{venv}/../.venv/bin/python'),
+        ('GRES=gpu:2', 'slurm_gres_arg cpu 8', '--gres=gpu:2'),
+        ('GRES=', 'slurm_gres_arg gpu 8', ''),
+        # no GRES and no GPU in the partition (no sinfo here at all): nothing
+        ('unset GRES; sinfo() {{ echo "(null)"; }}', 'slurm_gres_arg cpu 8', ''
+         ),
+        ('unset GRES; sinfo() {{ echo "gpu:8"; }}', 'slurm_gres_arg gpu 8',
+         '--gres=gpu:8'),
+    ])
+def test_launch_script_helpers(tmp_path, setup, call, expected):
+    """tools/common.sh: the Python the scripts run, the --gres they ask."""
+    venv = tmp_path / 'venv'
+    (venv / 'bin').mkdir(parents=True)
+    (venv / 'bin' / 'python').write_text('')
+    (venv / 'bin' / 'python').chmod(0o755)
+    (tmp_path / '.venv' / 'bin').mkdir(parents=True)
+    (tmp_path / '.venv' / 'bin' / 'python').symlink_to(venv / 'bin' / 'python')
+    script = f'source tools/common.sh; {setup.format(venv=venv)}; ' \
+        f'{call.format(venv=venv)}'
+    r = run('bash', '-c', script)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == expected.format(venv=venv)
+
+
+def test_free_port():
+    r = run('bash', '-c',
+            f'source tools/common.sh; free_port {sys.executable}')
+    assert r.returncode == 0 and 1024 <= int(r.stdout) < 65536

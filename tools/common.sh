@@ -21,3 +21,18 @@ mmcached_python() {
 free_port() {
   "$1" -c 'import socket; s = socket.socket(); s.bind(("", 0)); print(s.getsockname()[1])'
 }
+
+# slurm_gres_arg PARTITION GPUS_PER_NODE: the --gres option to pass: $GRES if
+# set (empty: none), else gpu:GPUS_PER_NODE where the partition has GPUs and
+# none where it has not (a CPU partition refuses a GPU request).
+slurm_gres_arg() {
+  local gres
+  if [ -n "${GRES+x}" ]; then
+    gres=$GRES
+  elif sinfo -h -p "$1" -o %G 2>/dev/null | grep -q gpu; then
+    gres=gpu:$2
+  else
+    gres=
+  fi
+  [ -n "$gres" ] && echo "--gres=$gres" || true
+}
