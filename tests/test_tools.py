@@ -311,3 +311,15 @@ def test_free_port():
     r = run('bash', '-c',
             f'source tools/common.sh; free_port {sys.executable}')
     assert r.returncode == 0 and 1024 <= int(r.stdout) < 65536
+
+
+def test_load_from_is_checked(train_tool, tmp_path):
+    from mmcached.utils import CheckpointError
+    bad = tmp_path / 'pretrained.pth'
+    bad.write_bytes(b'')
+    with pytest.raises(CheckpointError, match='pretrained.pth.*empty'):
+        train_tool.main([
+            DIGITS, '--work-dir',
+            str(tmp_path / 'work'), '--cfg-options', f'load_from={bad}'
+        ])
+    assert not (tmp_path / 'work').exists()

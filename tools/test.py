@@ -40,7 +40,8 @@ def main(argv=None):
         cfg = load_config(args.config)
     if args.cfg_options:
         check_cfg_options(cfg, args.cfg_options, runner_keys())
-    check_checkpoint_file(args.checkpoint)
+    if '://' not in args.checkpoint:  # URLs are the toolbox's to fetch
+        check_checkpoint_file(args.checkpoint)
     apply_data_root(args.cfg_options)
     run_toolbox(script, argv)
 

@@ -214,7 +214,7 @@ def check_resume(cfg: Config, args) -> None:
         except CheckpointError as e:
             raise CLIError(f'--resume: {last} names {target!r}, which '
                            f'cannot be used: {e}') from e
-    elif resume:
+    elif resume and '://' not in resume:
         check_checkpoint_file(resume, verify=False)
     elif cfg.get('load_from') and '://' not in str(cfg.load_from):
         check_checkpoint_file(cfg.load_from, verify=False)
