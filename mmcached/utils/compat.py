@@ -29,8 +29,8 @@ Applied once when ``mmcached`` is imported (each fix is idempotent):
   drop that one scope (``Config._get_cfg_path``): dicts from ``mmcached::``
   build as when the file is read by path; dicts of ``mmdet::`` /
   ``mmpretrain::`` bases keep theirs.
-- **Distributed runs on CPU.** mmengine 0.10.7's ``pytorch`` and ``slurm``
-  launchers call ``torch.cuda.set_device`` unconditionally, which fails
+- **Distributed runs on CPU.** mmengine 0.10.7's ``pytorch``, ``slurm`` and
+  ``mpi`` launchers call ``torch.cuda.set_device`` unconditionally, which fails
   without a GPU; without CUDA we run them with that call skipped, and with
   ``gloo`` where the config asks for ``nccl`` (which needs GPUs). A Slurm
   job without ``MASTER_PORT`` gets one derived from its job id rather than
@@ -78,8 +78,8 @@ def slurm_master_port(job_id: str) -> int:
 
 
 def cpu_safe_launcher(launch):
-    """Wrap mmengine's ``_init_dist_pytorch`` / ``_init_dist_slurm`` so that
-    they run without CUDA (see the module docstring)."""
+    """Wrap one of mmengine's ``_init_dist_*`` launchers so that it runs
+    without CUDA (see the module docstring)."""
     if getattr(launch, '_mmcached_cpu_safe', False):
         return launch
 
@@ -151,7 +151,7 @@ def apply() -> None:
 
     import mmengine.dist.utils as dist_utils
     from mmengine.model import MMDistributedDataParallel
-    for name in ('_init_dist_pytorch', '_init_dist_slurm'):
+    for name in ('_init_dist_pytorch', '_init_dist_slurm', '_init_dist_mpi'):
         setattr(dist_utils, name, cpu_safe_launcher(getattr(dist_utils, name)))
     MMDistributedDataParallel.__init__ = cpu_safe_ddp_init(
         MMDistributedDataParallel.__init__)

@@ -205,3 +205,44 @@ def test_killed_save_leaves_the_previous_file(tmp_path):
     assert p.exitcode == -signal.SIGKILL
     w = CheckpointLoader.load_checkpoint(path)['state_dict']['w']
     assert torch.equal(w, torch.ones(1000))
+
+
+def test_launchers_and_ddp_wrapped_once():
+    """The CPU-safe wrappers are installed once, however often mmcached's
+    compat layer is applied."""
+    import mmengine.dist.utils as dist_utils
+    from mmengine.model import MMDistributedDataParallel
+
+    from mmcached.utils import compat
+    before = [
+        getattr(dist_utils, n)
+        for n in ('_init_dist_pytorch', '_init_dist_slurm', '_init_dist_mpi')
+    ]
+    compat._applied = False
+    compat.apply()
+    after = [
+        getattr(dist_utils, n)
+        for n in ('_init_dist_pytorch', '_init_dist_slurm', '_init_dist_mpi')
+    ]
+    assert after == before
+    assert all(f._mmcached_cpu_safe for f in after)
+    assert MMDistributedDataParallel.__init__._mmcached_cpu_safe
+    assert not hasattr(MMDistributedDataParallel.__init__.__wrapped__,
+                       '_mmcached_cpu_safe')
+
+
+def test_slurm_job_port(monkeypatch):
+    """Without MASTER_PORT, a Slurm job's tasks agree on a port of its own
+    (mmengine would use 29500 for every job)."""
+    from mmcached.utils.compat import cpu_safe_launcher, slurm_master_port
+    seen = {}
+
+    def _init_dist_slurm(backend, port=None, **kwargs):
+        seen.update(backend=backend, port=os.environ['MASTER_PORT'])
+
+    monkeypatch.delenv('MASTER_PORT', raising=False)
+    monkeypatch.setenv('SLURM_JOB_ID', '123457')
+    cpu_safe_launcher(_init_dist_slurm)('nccl')
+    assert seen['port'] == str(slurm_master_port('123457')) == '23457'
+    if not torch.cuda.is_available():
+        assert seen['backend'] == 'gloo'
