@@ -8,6 +8,7 @@ alike: child scopes fall back to the root, never to their siblings.
 """
 from mmengine.registry import DATASETS as ROOT_DATASETS
 from mmengine.registry import HOOKS as ROOT_HOOKS
+from mmengine.registry import LOOPS as ROOT_LOOPS
 from mmengine.registry import MODELS as ROOT_MODELS
 from mmengine.registry import Registry
 
@@ -28,3 +29,4 @@ def _registry(name, parent, location):
 MODELS = _registry('model', ROOT_MODELS, 'mmcached.models')
 DATASETS = _registry('dataset', ROOT_DATASETS, 'mmcached.datasets')
 HOOKS = _registry('hook', ROOT_HOOKS, 'mmcached.engine')
+LOOPS = _registry('loop', ROOT_LOOPS, 'mmcached.engine')

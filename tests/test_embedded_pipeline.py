@@ -35,7 +35,7 @@ def test_train_then_test(config, tmp_path):
     case = CASES[config]
     work = str(tmp_path / 'work')
     run('tools/train.py', config, '--work-dir', work, '--cfg-options',
-        'train_cfg.max_epochs=1',
+        'train_cfg.max_epochs=1', 'find_unused_parameters=True',
         f'train_dataloader.dataset.indices={case["n_train"]}')
     ckpt = osp.join(work, 'epoch_1.pth')
     assert osp.isfile(ckpt)

@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
-# Distributed training with torchrun on one or more machines.
+# Distributed training with torchrun, on one machine or several.
 #   bash tools/dist_train.sh CONFIG GPUS [train.py options]
-# Environment: NNODES (1), NODE_RANK (0), PORT (29500), MASTER_ADDR (127.0.0.1).
+# GPUS: processes on this machine (one per GPU; on CPU, e.g. 2 with gloo).
+# Environment: NNODES (1), NODE_RANK (0), MASTER_ADDR (127.0.0.1), PORT (a
+# free port on one machine; 29500 with NNODES > 1: every node must use the
+# same), PYTHON (default: $MMCACHED_VENV/bin/python, then the repository's
+# .venv, then python3 on PATH).
 set -euo pipefail
 if [ $# -lt 2 ]; then
   echo "usage: $0 CONFIG GPUS [train.py options]" >&2; exit 2
@@ -10,8 +14,14 @@ CONFIG=$1
 GPUS=$2
 shift 2
 DIR=$(cd "$(dirname "$0")" && pwd)
-PYTHONPATH="$DIR/..:${PYTHONPATH:-}" exec python -m torch.distributed.run \
-  --nnodes="${NNODES:-1}" --node_rank="${NODE_RANK:-0}" \
-  --master_addr="${MASTER_ADDR:-127.0.0.1}" --master_port="${PORT:-29500}" \
+source "$DIR/common.sh"
+PY=$(mmcached_python "$DIR/..")
+NNODES=${NNODES:-1}
+if [ -z "${PORT:-}" ]; then
+  if [ "$NNODES" = 1 ]; then PORT=$(free_port "$PY"); else PORT=29500; fi
+fi
+PYTHONPATH="$DIR/..:${PYTHONPATH:-}" exec "$PY" -m torch.distributed.run \
+  --nnodes="$NNODES" --node_rank="${NODE_RANK:-0}" \
+  --master_addr="${MASTER_ADDR:-127.0.0.1}" --master_port="$PORT" \
   --nproc_per_node="$GPUS" \
   "$DIR/train.py" "$CONFIG" --launcher pytorch "$@"

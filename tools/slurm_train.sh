@@ -1,7 +1,17 @@
 #!/usr/bin/env bash
-# Training on a Slurm cluster.
-#   bash tools/slurm_train.sh PARTITION JOB_NAME CONFIG WORK_DIR [train.py options]
-# Environment: GPUS (8), GPUS_PER_NODE (8), CPUS_PER_TASK (5), SRUN_ARGS ("").
+# Training on a Slurm cluster with srun, on GPU or CPU partitions.
+#   GPUS=16 GPUS_PER_NODE=8 bash tools/slurm_train.sh PARTITION JOB_NAME CONFIG WORK_DIR [train.py options]
+# Environment:
+#   GPUS (8), GPUS_PER_NODE (8): processes in all and per node (one per GPU;
+#     on a CPU partition, processes per node that share its cores)
+#   CPUS_PER_TASK (5), SRUN_ARGS (""): as in mmdet's and mmpretrain's scripts
+#   GRES: what --gres asks for; default gpu:GPUS_PER_NODE where the partition
+#     has GPUs (sinfo), nothing on a CPU partition; GRES= asks for nothing
+#   OMP_NUM_THREADS (CPUS_PER_TASK): threads per process, so that processes
+#     sharing a node do not each use all its cores
+#   MASTER_PORT: default derived from the job id (two jobs on a node differ)
+#   PYTHON: as tools/dist_train.sh
+# For jobs that resume by themselves after preemption: tools/slurm_train.sbatch.
 set -euo pipefail
 if [ $# -lt 4 ]; then
   echo "usage: $0 PARTITION JOB_NAME CONFIG WORK_DIR [train.py options]" >&2; exit 2
@@ -11,13 +21,17 @@ JOB_NAME=$2
 CONFIG=$3
 WORK_DIR=$4
 shift 4
+DIR=$(cd "$(dirname "$0")" && pwd)
+source "$DIR/common.sh"
+PY=$(mmcached_python "$DIR/..")
 GPUS=${GPUS:-8}
 GPUS_PER_NODE=${GPUS_PER_NODE:-8}
 CPUS_PER_TASK=${CPUS_PER_TASK:-5}
-DIR=$(cd "$(dirname "$0")" && pwd)
-# shellcheck disable=SC2086 # SRUN_ARGS is a list of options
-PYTHONPATH="$DIR/..:${PYTHONPATH:-}" exec srun -p "$PARTITION" \
-  --job-name="$JOB_NAME" --gres=gpu:"$GPUS_PER_NODE" --ntasks="$GPUS" \
-  --ntasks-per-node="$GPUS_PER_NODE" --cpus-per-task="$CPUS_PER_TASK" \
-  --kill-on-bad-exit=1 ${SRUN_ARGS:-} \
-  python -u "$DIR/train.py" "$CONFIG" --work-dir="$WORK_DIR" --launcher=slurm "$@"
+GRES_ARG=$(slurm_gres_arg "$PARTITION" "$GPUS_PER_NODE")
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$CPUS_PER_TASK}
+export PYTHONPATH="$DIR/..:${PYTHONPATH:-}"
+# shellcheck disable=SC2086 # GRES_ARG and SRUN_ARGS are lists of options
+exec srun -p "$PARTITION" --job-name="$JOB_NAME" $GRES_ARG \
+  --ntasks="$GPUS" --ntasks-per-node="$GPUS_PER_NODE" \
+  --cpus-per-task="$CPUS_PER_TASK" --kill-on-bad-exit=1 ${SRUN_ARGS:-} \
+  "$PY" -u "$DIR/train.py" "$CONFIG" --work-dir="$WORK_DIR" --launcher=slurm "$@"

@@ -1,82 +1,50 @@
-"""Train an mmcached model from an MMDetection or MMPretrain config.
+"""Train with an MMDetection or MMPretrain config that uses mmcached.
 
-    python tools/train.py CONFIG [--work-dir DIR] [--amp] [--resume [PATH]]
-        [--auto-scale-lr] [--cfg-options k=v ...] [--launcher pytorch]
+    python tools/train.py CONFIG [the toolbox's train.py options]
 
-The config's ``default_scope`` picks the toolbox; after checking the config
-and the options, this runs that toolbox's own ``tools/train.py``.
+Runs the config's toolbox's own ``tools/train.py`` (``default_scope``:
+mmdet or mmpretrain) with the same arguments, after importing mmcached and
+checking what mmcached adds: the config path, ``--cfg-options`` keys
+(typos of existing keys, with suggestions) and the checkpoint that
+``--resume`` / ``load_from`` will read. ``--cfg-options data_root=DIR``
+points mmcached's dataset configs at DIR. ``CONFIG --help`` lists the
+toolbox's options.
 """
-import argparse
 import os.path as osp
 import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 import mmcached  # noqa: E402,F401 - compat fixes and registrations
-from mmcached.utils.cli import check_cfg_options  # noqa: E402
-from mmcached.utils.cli import (CLIError, load_config, main_guard, option_keys,
-                                parse_tool_args, run_toolbox, task_of,
-                                toolbox_argv)
-
-# (dest, flag, kind, toolboxes that know it)
-SPEC = [
-    ('config', 'config', 'pos', 'mmdet mmpretrain'),
-    ('work_dir', '--work-dir', 'value', 'mmdet mmpretrain'),
-    ('resume', '--resume', 'opt', 'mmdet mmpretrain'),
-    ('amp', '--amp', 'flag', 'mmdet mmpretrain'),
-    ('auto_scale_lr', '--auto-scale-lr', 'flag', 'mmdet mmpretrain'),
-    ('no_validate', '--no-validate', 'flag', 'mmpretrain'),
-    ('no_pin_memory', '--no-pin-memory', 'flag', 'mmpretrain'),
-    ('no_persistent_workers', '--no-persistent-workers', 'flag', 'mmpretrain'),
-    ('launcher', '--launcher', 'value', 'mmdet mmpretrain'),
-]
-
-
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
-        description='Train a detector (mmdet config) or a classifier '
-        '(mmpretrain config) with mmcached modules')
-    parser.add_argument('config', help='train config file path')
-    parser.add_argument('--work-dir', help='the dir to save logs and models')
-    parser.add_argument(
-        '--resume',
-        nargs='?',
-        type=str,
-        const='auto',
-        help='resume from PATH; without PATH, resume from the latest '
-        'checkpoint in the work dir')
-    parser.add_argument(
-        '--amp',
-        action='store_true',
-        help='automatic mixed precision training')
-    parser.add_argument(
-        '--auto-scale-lr',
-        action='store_true',
-        help='scale the lr by the real batch size')
-    parser.add_argument(
-        '--no-validate',
-        action='store_true',
-        help='(mmpretrain configs) skip validation')
-    parser.add_argument(
-        '--no-pin-memory',
-        action='store_true',
-        help='(mmpretrain configs) no pin_memory in loaders')
-    parser.add_argument(
-        '--no-persistent-workers',
-        action='store_true',
-        help='(mmpretrain configs) no persistent workers')
-    return parse_tool_args(parser, argv)
+from mmcached.utils.cli import (CLIError, apply_data_root, check_cfg_options,
+                                check_resume, config_arg, load_config,
+                                main_guard, run_toolbox, runner_keys, task_of,
+                                toolbox_args, toolbox_script)
 
 
 def main(argv=None):
-    args = parse_args(argv)
-    cfg = load_config(args.config)
-    check_cfg_options(cfg, option_keys(args.cfg_options))
-    task = task_of(cfg)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    config = config_arg(argv)
+    if config is None:
+        if not argv or {'-h', '--help'} & set(argv):
+            print('usage: python tools/train.py CONFIG [options]\n\n' +
+                  __doc__.split('\n\n', 2)[2].strip())
+            return
+        raise CLIError('give a config file (CONFIG.py) as the first argument')
+    cfg = load_config(config)
+    script = toolbox_script(task_of(cfg), 'train.py')
+    args = toolbox_args(script, argv)
+    if args.config != config:
+        cfg = load_config(args.config)
+    if args.cfg_options:
+        check_cfg_options(cfg, args.cfg_options, runner_keys())
+        cfg.merge_from_dict(args.cfg_options)
     if args.auto_scale_lr and 'auto_scale_lr' not in cfg:
         raise CLIError('--auto-scale-lr needs auto_scale_lr = dict('
                        'base_batch_size=...) in the config')
-    run_toolbox(task, 'train.py', toolbox_argv(args, SPEC, task))
+    check_resume(cfg, args)
+    apply_data_root(args.cfg_options)
+    run_toolbox(script, argv)
 
 
 if __name__ == '__main__':

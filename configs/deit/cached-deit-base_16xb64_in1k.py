@@ -6,8 +6,9 @@ model = dict(
     backbone=dict(arch='deit-base', drop_path_rate=0.1),
     head=dict(in_channels=768))
 train_dataloader = dict(batch_size=64)
-# a list replaces the base's: keep its CacheStatsHook
+# a list replaces the base's: keep its hooks
 custom_hooks = [
     dict(type='CacheStatsHook'),
+    dict(type='ExactResumeHook'),
     dict(type='EMAHook', momentum=4e-5, priority='ABOVE_NORMAL')
 ]

@@ -67,7 +67,8 @@ test_pipeline = [
 train_dataloader = dict(
     batch_size=4,
     num_workers=1,
-    persistent_workers=True,
+    # A persistent worker's random state cannot be restored on resume.
+    persistent_workers=False,
     dataset=dict(
         type='ShapesDataset',
         data_root=data_root,

@@ -13,8 +13,10 @@ _base_ = [
     'mmpretrain::_base_/default_runtime.py'
 ]
 custom_imports = dict(imports=['mmcached'], allow_failed_imports=False)
-# per cached layer: mean sigma(lam), cache and update RMS, at the log interval
-custom_hooks = [dict(type='CacheStatsHook')]
+# per cached layer: mean sigma(lam), cache and update RMS, at the log
+# interval; and a run resumed with --resume continues as the
+# uninterrupted one would (mmcached/engine/hooks/exact_resume_hook.py)
+custom_hooks = [dict(type='CacheStatsHook'), dict(type='ExactResumeHook')]
 
 model = dict(
     backbone=dict(

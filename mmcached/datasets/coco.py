@@ -39,8 +39,10 @@ def check_data_files(dataset_name: str,
            f'(data_root={data_root!r}). Expected layout:\n'
            f'{layout.format(root=root)}\n'
            'Put the data there (a symlink is fine) or point the config at '
-           "it, e.g. --cfg-options data_root=... or edit 'data_root' at the "
-           'top of the config.')
+           'it: --cfg-options data_root=/path/to/data with tools/train.py '
+           'or tools/test.py, or MMCACHED_DATA_ROOT=/path/to/data in the '
+           "environment with any tool (mmcached's dataset configs read "
+           "both), or set data_root in your own config.")
     if hint:
         msg += '\n' + hint
     raise FileNotFoundError(msg)

@@ -14,6 +14,7 @@ import torch
 import torch.nn as nn
 from mmengine.model import is_model_wrapper
 
+from mmcached.models.layers import cache_sync
 from mmcached.models.layers.cache_layer import BaseCacheLayer
 from mmcached.models.layers.grc_attention import GRCAttention
 
@@ -73,6 +74,7 @@ def grc_stats(layer: nn.Module) -> Dict[str, float]:
     """
     _check_grc(layer)
     cache = layer.cache
+    cache_sync.before_read(cache.memory)  # a pending cross-rank update
     stats = dict(mix=mix_weights(layer).mean().item(), rms=_rms(cache.memory))
     before = cache._pre_update
     if before is not None and before.shape == cache.memory.shape:

@@ -1,21 +1,39 @@
-"""Helpers behind ``tools/train.py`` and ``tools/test.py``.
+"""Helpers behind ``tools/train.py``, ``tools/test.py`` and
+``tools/toolbox.py``.
 
-Our tools check what a user typed (config path, ``--cfg-options`` keys, flags
-the config's toolbox does not know), then hand over to that toolbox's own,
-unmodified ``tools/train.py`` / ``tools/test.py``, which its wheel ships under
-``<package>/.mim/tools``. The toolbox is chosen by the config's
-``default_scope`` (``mmdet`` or ``mmpretrain``).
+Our tools run a toolbox's own, unmodified tool (its wheel ships them under
+``<package>/.mim/tools``) with the user's command line as is, after
+importing mmcached (compat fixes, registrations, ``mmcached::`` configs).
+The toolbox is the config's ``default_scope`` (``mmdet`` or
+``mmpretrain``). Flags are parsed by the toolbox's own parser, reused, not
+declared again here. Before that we check only what mmcached adds:
+
+- the config path: a missing or broken file is a one-line error;
+- ``--cfg-options`` keys: a near-miss of an existing key (a typo such as
+  ``optim_wraper``) is an error with suggestions; any other key, new ones
+  included, passes as the toolbox takes it;
+- checkpoints (``CHECKPOINT``, ``--resume``, ``load_from``): an unreadable
+  file is an error naming it, before anything is written to the work dir.
 """
 import difflib
+import inspect
 import os
 import os.path as osp
 import runpy
 import sys
-from typing import List, Optional, Sequence
+from typing import Dict, Iterable, List, Optional, Sequence
 
 from mmengine.config import Config
 
+from .checkpoint import CheckpointError, check_checkpoint_file
+
 TASKS = ('mmdet', 'mmpretrain')
+# Read by mmcached's dataset configs (configs/_base_/datasets/*.py) through
+# mmengine's '{{$VAR:default}}' substitution, so it reaches every dataloader
+# and evaluator path built from data_root.
+DATA_ROOT_ENV = 'MMCACHED_DATA_ROOT'
+# Close enough to an existing key to be a typo of it (difflib ratio).
+TYPO_CUTOFF = 0.8
 
 
 class CLIError(Exception):
@@ -47,44 +65,75 @@ def task_of(cfg: Config) -> str:
     return scope
 
 
+def runner_keys() -> List[str]:
+    """Top-level keys that mmengine's Runner reads besides those a config
+    usually has: they are new keys, not typos."""
+    from mmengine.runner import Runner
+    keys = set(inspect.signature(Runner.__init__).parameters) - {'self'}
+    # read with cfg.get() by the Runner and the toolboxes' tools
+    keys |= {
+        'model_wrapper_cfg', 'find_unused_parameters', 'compile', 'sync_bn',
+        'activation_checkpointing', 'runner_type', 'custom_imports',
+        'strategy', 'tta_model', 'tta_pipeline'
+    }
+    return sorted(keys)
+
+
 def _parts(key: str) -> List:
     return [int(p) if p.isdigit() else p for p in key.split('.')]
 
 
-def check_cfg_options(cfg: Config, keys: Sequence[str]) -> None:
-    """Reject ``--cfg-options`` keys whose parents do not exist in ``cfg``.
+def check_cfg_options(cfg: Config, keys: Iterable, known_top=()) -> None:
+    """Reject ``--cfg-options`` keys that are typos of existing ones.
 
-    A new leaf in an existing dict is allowed (e.g. ``model.backbone.
-    init_cfg=None``), but a misspelt section (``optim_wraper.lr``) would
-    otherwise be added silently and ignored.
+    A key may add anything the toolbox's own tool would add (a new leaf, a
+    new section, a new top-level key such as ``find_unused_parameters``),
+    but a new key within a few letters of an existing sibling
+    (``optim_wraper``, ``model.backbon``, ``train_cfg.max_epoch``) would be
+    added silently and ignored, so it is an error that names the existing
+    key. ``known_top`` are top-level keys the Runner reads (not typos
+    themselves, and compared against). Lists must be indexed within their
+    length, and a value that is not a dict has no keys, as mmengine's
+    ``merge_from_dict`` requires.
     """
     for key in keys:
         node, path = cfg._cfg_dict, []
-        parts = _parts(key)
-        for i, part in enumerate(parts):
-            last = i == len(parts) - 1
+        for part in _parts(key):
+            where = '.'.join(map(str, path)) or 'the config'
             if isinstance(node, (list, tuple)):
                 if not isinstance(part, int) or part >= len(node):
                     raise CLIError(
-                        f'--cfg-options {key}: {".".join(path) or "config"} '
-                        f'is a list of {len(node)}; use an index below that')
+                        f'--cfg-options {key}: {where} is a list of '
+                        f'{len(node)}; use an index below {len(node)}, or '
+                        f'set the whole list: {where}="[...]"')
                 node = node[part]
             elif isinstance(node, dict):
-                if part not in node:
-                    if last and path:
-                        break  # a new leaf in an existing dict
-                    close = difflib.get_close_matches(
-                        str(part), [str(k) for k in node], n=3)
-                    where = '.'.join(map(str, path)) or 'the config'
-                    tip = f'; did you mean {", ".join(close)}?' \
-                        if close else ''
-                    raise CLIError(f'--cfg-options {key}: {where} has no key '
-                                   f'{part!r}{tip}')
-                node = node[part]
-            else:
+                if part in node:
+                    node = node[part]
+                else:
+                    siblings = [str(k) for k in node]
+                    if not path:
+                        if part in known_top:
+                            break
+                        siblings += [k for k in known_top if k not in node]
+                    close = [
+                        c for c in difflib.get_close_matches(
+                            str(part), siblings, n=3, cutoff=TYPO_CUTOFF)
+                        if c != part
+                    ]
+                    if close:
+                        raise CLIError(
+                            f'--cfg-options {key}: {where} has no key '
+                            f'{part!r}; did you mean {" or ".join(close)}?')
+                    break  # a new key: the toolbox adds it as given
+            elif node is None:
                 raise CLIError(
-                    f'--cfg-options {key}: {".".join(map(str, path))} is '
-                    f'a {type(node).__name__}, not a dict')
+                    f'--cfg-options {key}: {where} is None, so it has no '
+                    f'key {part!r}; set {where} itself in a config that '
+                    'inherits this one')
+            else:
+                raise CLIError(f'--cfg-options {key}: {where} is a '
+                               f'{type(node).__name__}, not a dict')
             path.append(str(part))
 
 
@@ -94,98 +143,96 @@ def toolbox_script(task: str, name: str) -> str:
     path = osp.join(osp.dirname(module.__file__), '.mim', 'tools', name)
     if not osp.isfile(path):
         raise CLIError(
-            f'{task} has no {name} at {path}; install {task} from its wheel '
-            '(pip install, as tools/setup_env.sh does), not from a source '
-            'checkout without .mim')
+            f'{task} has no tool {name!r} (looked for {path}); the tools it '
+            f'ships are under {osp.dirname(path)}. Install {task} from its '
+            'wheel (pip install, as tools/setup_env.sh does), not from a '
+            'source checkout without .mim')
     return path
 
 
-def forward_args(args, spec: Sequence) -> List[str]:
-    """Rebuild a command line from parsed ``args`` for the flags in ``spec``
-    ((dest, flag, kind) with kind 'pos', 'flag', 'value' or 'opt')."""
-    argv = []
-    for dest, flag, kind in spec:
-        value = getattr(args, dest)
-        if kind == 'pos':
-            argv.append(value)
-        elif kind == 'flag':
-            if value:
-                argv.append(flag)
-        elif value is not None:
-            if kind == 'opt' and value == 'auto':
-                argv.append(flag)  # bare --resume means auto
-            else:
-                argv += [flag, str(value)]
-    return argv
+def config_arg(argv: Sequence[str]) -> Optional[str]:
+    """The config among the arguments: the first positional ``*.py``."""
+    for arg in argv:
+        if arg.endswith('.py') and not arg.startswith('-') and '=' not in arg:
+            return arg
+    return None
 
 
-def toolbox_argv(args, spec: Sequence, task: str) -> List[str]:
-    """The command line for ``task``'s own tool: the flags of ``spec``
-    ((dest, flag, kind, 'task task')) that ``task`` knows, plus the raw
-    ``--cfg-options``. A flag only the other toolbox knows is an error."""
-    known = []
-    for dest, flag, kind, tasks in spec:
-        if task in tasks.split():
-            known.append((dest, flag, kind))
-        elif getattr(args, dest):
-            raise CLIError(f'{flag} is only for {tasks} configs; this is an '
-                           f'{task} config')
-    argv = forward_args(args, known)
-    if getattr(args, 'cfg_options', None):
-        argv += ['--cfg-options'] + list(args.cfg_options)
-    return argv
+def toolbox_args(script: str, argv: Sequence[str]):
+    """Parse ``argv`` with the ``parse_args()`` of a toolbox's tool script
+    (its own flags, defaults and errors; ``--help`` prints its help)."""
+    namespace = runpy.run_path(script, run_name='mmcached_parse_args')
+    saved = sys.argv
+    sys.argv = [script] + list(argv)
+    try:
+        return namespace['parse_args']()
+    finally:
+        sys.argv = saved
 
 
-def parse_tool_args(parser, argv=None):
-    """Add the flags both tools share (``--cfg-options``, ``--launcher``,
-    ``--local-rank``) to ``parser`` and parse; ``LOCAL_RANK`` is exported for
-    launchers that pass ``--local-rank`` instead of setting it."""
-    parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        metavar='KEY=VALUE',
-        help='override config settings, e.g. train_cfg.max_epochs=2; keys '
-        'must exist in the config (a new leaf in an existing dict is allowed)')
-    parser.add_argument(
-        '--launcher',
-        default='none',
-        choices=['none', 'pytorch', 'slurm', 'mpi'],
-        help='job launcher')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args(argv)
-    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
-    return args
-
-
-def option_keys(options: Optional[Sequence[str]]) -> List[str]:
-    """Keys of raw ``--cfg-options`` items (``key=value``)."""
-    keys = []
-    for item in options or []:
-        if '=' not in item:
-            raise CLIError(
-                f'--cfg-options takes key=value items, got {item!r}')
-        keys.append(item.split('=', 1)[0])
-    return keys
-
-
-def run_toolbox(task: str, name: str, argv: List[str]) -> None:
-    """Run ``<task>/.mim/tools/<name>`` as ``__main__`` with ``argv``."""
-    script = toolbox_script(task, name)
-    sys.argv = [script] + argv
+def run_toolbox(script: str, argv: Sequence[str]) -> None:
+    """Run a toolbox's tool script as ``__main__`` with ``argv``, as
+    ``python script argv`` would (its folder first on ``sys.path``)."""
+    sys.argv = [script] + list(argv)
+    sys.path.insert(0, osp.dirname(script))
     runpy.run_path(script, run_name='__main__')
 
 
+def apply_data_root(options: Optional[Dict]) -> None:
+    """``--cfg-options data_root=DIR``: the toolbox would set the variable
+    only, not the dataloaders filled in from it; mmcached's dataset configs
+    read ``MMCACHED_DATA_ROOT``, so set that for the toolbox's tool."""
+    if options and options.get('data_root'):
+        os.environ[DATA_ROOT_ENV] = str(options['data_root']).rstrip('/')
+
+
+def work_dir_of(cfg: Config, args) -> str:
+    """The work dir the toolbox's tool will use (same rule as theirs)."""
+    if getattr(args, 'work_dir', None):
+        return args.work_dir
+    if cfg.get('work_dir'):
+        return cfg.work_dir
+    return osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+
+
+def check_resume(cfg: Config, args) -> None:
+    """Check the checkpoint that ``--resume`` / ``load_from`` will read, so
+    that an unreadable one stops the run before it writes anything."""
+    resume = getattr(args, 'resume', None)
+    if resume == 'auto':
+        last = osp.join(work_dir_of(cfg, args), 'last_checkpoint')
+        if not osp.isfile(last):
+            return  # nothing to resume: the toolbox starts afresh
+        with open(last) as f:
+            target = f.read().strip()
+        if not target:
+            raise CLIError(
+                f'--resume: {last} is empty (a save was interrupted); give '
+                'the checkpoint to resume from: --resume PATH')
+        try:
+            check_checkpoint_file(target, verify=False)
+        except CheckpointError as e:
+            raise CLIError(f'--resume: {last} names {target!r}, which '
+                           f'cannot be used: {e}') from e
+    elif resume and '://' not in resume:
+        check_checkpoint_file(resume, verify=False)
+    elif cfg.get('load_from') and '://' not in str(cfg.load_from):
+        check_checkpoint_file(cfg.load_from, verify=False)
+
+
 def main_guard(main):
-    """Print CLIError as a one-line message and exit 2 (like argparse)."""
+    """Print a CLIError or CheckpointError as a one-line message and exit 2
+    (like argparse) instead of a traceback."""
     try:
         main()
-    except CLIError as e:
+    except (CLIError, CheckpointError) as e:
         print(f'error: {e}', file=sys.stderr)
         sys.exit(2)
 
 
 __all__ = [
-    'CLIError', 'load_config', 'task_of', 'check_cfg_options', 'option_keys',
-    'toolbox_script', 'forward_args', 'toolbox_argv', 'run_toolbox',
-    'parse_tool_args', 'main_guard'
+    'CLIError', 'load_config', 'task_of', 'runner_keys', 'check_cfg_options',
+    'toolbox_script', 'config_arg', 'toolbox_args', 'run_toolbox',
+    'apply_data_root', 'work_dir_of', 'check_resume', 'main_guard',
+    'DATA_ROOT_ENV'
 ]

@@ -1,50 +1,139 @@
 """Compatibility of mmengine 0.10.x with the current stack, in one place.
 
-Applied once when ``mmcached`` is imported:
+Applied once when ``mmcached`` is imported (each fix is idempotent):
 
-- torch >= 2.6 makes ``torch.load`` default to ``weights_only=True``, and
-  mmengine 0.10.7's local checkpoint loader does not say otherwise, so Runner
-  checkpoints (message hub with ``HistoryBuffer``, numpy scalars in meta) fail
-  to load for ``--resume`` and ``tools/test.py``. We register our own loader
-  for local paths through mmengine's ``CheckpointLoader.register_scheme``
-  (its extension point), which loads full checkpoints as torch < 2.6 did and
-  turns an unreadable file into an error that names the file.
-
-- mmengine 0.10.7 accepts ``_base_ = 'pkg::...'`` only for the packages
-  listed in ``mmengine.config.utils.MODULE2PACKAGE``; we add ``mmcached`` so
-  that user configs can inherit ours. This needs ``mmcached`` imported before
-  the config is parsed, which ``tools/train.py`` and ``tools/test.py`` do.
+- **Checkpoints on torch >= 2.6.** ``torch.load`` defaults to
+  ``weights_only=True`` and mmengine 0.10.7's local loader does not say
+  otherwise, so Runner checkpoints (message hub with ``HistoryBuffer``, numpy
+  scalars in meta) fail to load. We register our loader for local paths
+  through mmengine's ``CheckpointLoader.register_scheme`` (its extension
+  point): full checkpoints load as on torch < 2.6, and an unreadable file
+  (missing, a directory, empty, truncated anywhere, not a checkpoint) raises
+  :class:`~mmcached.utils.checkpoint.CheckpointError` naming it.
+- **Atomic checkpoint writes.** Local files written through mmengine's file
+  backend (checkpoints among them) go through
+  :class:`~mmcached.utils.fileio.AtomicLocalBackend` (``register_backend``,
+  mmengine's extension point): a full disk or a kill never leaves a
+  half-written ``epoch_N.pth``.
+- **``mmcached::`` configs.** mmengine accepts ``_base_ = 'pkg::...'`` only
+  for the packages in ``mmengine.config.utils.MODULE2PACKAGE``; we add
+  ``mmcached``. Needs ``mmcached`` imported before the config is parsed
+  (``tools/train.py``, ``tools/test.py`` and ``tools/toolbox.py`` do).
+- **``mmcached::`` configs build in their toolbox's scope.** mmengine marks
+  every typed dict that a ``pkg::`` base brings with ``_scope_=pkg``, so
+  that ``mmdet::`` dicts build from mmdet's registries. Our configs are
+  mmdet or mmpretrain configs (``default_scope``) whose bare type names build
+  from that toolbox's registries, ours mirrored in the root; marked
+  ``_scope_='mmcached'`` they would build from mmcached's registries, which
+  lack the toolboxes' classes (``ImageClassifier``, ``PackInputs``, ...). We
+  drop that one scope (``Config._get_cfg_path``): dicts from ``mmcached::``
+  build as when the file is read by path; dicts of ``mmdet::`` /
+  ``mmpretrain::`` bases keep theirs.
+- **Distributed runs on CPU.** mmengine 0.10.7's ``pytorch``, ``slurm`` and
+  ``mpi`` launchers call ``torch.cuda.set_device`` unconditionally, which fails
+  without a GPU; without CUDA we run them with that call skipped, and with
+  ``gloo`` where the config asks for ``nccl`` (which needs GPUs). A Slurm
+  job without ``MASTER_PORT`` gets one derived from its job id rather than
+  mmengine's fixed 29500, so two jobs sharing a node do not collide. The
+  Runner then wraps the model in ``MMDistributedDataParallel`` with
+  ``device_ids=[LOCAL_RANK]``, which torch refuses for a CPU module; for
+  CPU modules we drop ``device_ids`` (torch's meaning of "this process's
+  CPU"). None of these three has an extension point: each is a minimal,
+  idempotent wrapper of the one function concerned.
 
 Only load checkpoints you trust: like mmengine on torch < 2.6, a full
 checkpoint is unpickled.
 """
-import os.path as osp
-import pickle
-import zipfile
+import contextlib
+import functools
+import os
 
 import torch
+from mmengine.config import Config
 from mmengine.config.utils import MODULE2PACKAGE
+from mmengine.fileio import register_backend
+from mmengine.logging import print_log
 from mmengine.runner.checkpoint import CheckpointLoader
+
+from .checkpoint import load_local_checkpoint
+from .fileio import AtomicLocalBackend
 
 _applied = False
 
 
-def load_local_checkpoint(filename, map_location=None):
-    """Load a local checkpoint file written by ``torch.save``."""
-    filename = osp.expanduser(filename)
-    if not osp.isfile(filename):
-        raise FileNotFoundError(f'checkpoint {filename!r} does not exist; '
-                                'check the path (CHECKPOINT, --resume or '
-                                'load_from)')
+@contextlib.contextmanager
+def _without_cuda_set_device():
+    """``torch.cuda.set_device`` as a no-op, for a launcher run on CPU."""
+    set_device = torch.cuda.set_device
+    torch.cuda.set_device = lambda device: None
     try:
-        return torch.load(
-            filename, map_location=map_location, weights_only=False)
-    except (pickle.UnpicklingError, zipfile.BadZipFile, EOFError,
-            RuntimeError) as e:
-        raise RuntimeError(
-            f'cannot read checkpoint {filename!r}: it is truncated, corrupt '
-            f'or not a PyTorch checkpoint ({type(e).__name__}: {e}). '
-            'Use another checkpoint, e.g. an earlier epoch_*.pth.') from e
+        yield
+    finally:
+        torch.cuda.set_device = set_device
+
+
+def slurm_master_port(job_id: str) -> int:
+    """A port in [20000, 40000) that every task of a Slurm job agrees on."""
+    return 20000 + int(job_id) % 20000
+
+
+def cpu_safe_launcher(launch):
+    """Wrap one of mmengine's ``_init_dist_*`` launchers so that it runs
+    without CUDA (see the module docstring)."""
+    if getattr(launch, '_mmcached_cpu_safe', False):
+        return launch
+
+    @functools.wraps(launch)
+    def wrapper(backend, *args, **kwargs):
+        if launch.__name__ == '_init_dist_slurm' and \
+                'MASTER_PORT' not in os.environ and \
+                kwargs.get('port') is None and 'SLURM_JOB_ID' in os.environ:
+            os.environ['MASTER_PORT'] = str(
+                slurm_master_port(os.environ['SLURM_JOB_ID']))
+        if torch.cuda.is_available():
+            return launch(backend, *args, **kwargs)
+        if backend == 'nccl':
+            print_log(
+                'no CUDA device: using the gloo backend instead of nccl',
+                logger='current')
+            backend = 'gloo'
+        with _without_cuda_set_device():
+            return launch(backend, *args, **kwargs)
+
+    wrapper._mmcached_cpu_safe = True
+    return wrapper
+
+
+def cpu_safe_ddp_init(init):
+    """Wrap ``MMDistributedDataParallel.__init__``: no ``device_ids`` for a
+    module whose parameters are all on CPU (torch refuses them)."""
+    if getattr(init, '_mmcached_cpu_safe', False):
+        return init
+
+    @functools.wraps(init)
+    def __init__(self, module, *args, **kwargs):
+        if kwargs.get('device_ids') is not None and all(
+                p.device.type == 'cpu' for p in module.parameters()):
+            kwargs['device_ids'] = None
+        init(self, module, *args, **kwargs)
+
+    __init__._mmcached_cpu_safe = True
+    return __init__
+
+
+def unscoped_mmcached_bases(get_cfg_path):
+    """Wrap ``Config._get_cfg_path`` (the function): no scope for
+    ``mmcached::`` bases (see the module docstring)."""
+    if getattr(get_cfg_path, '_mmcached_unscoped', False):
+        return get_cfg_path
+
+    @functools.wraps(get_cfg_path)
+    def wrapper(cfg_path, filename):
+        path, scope = get_cfg_path(cfg_path, filename)
+        return path, None if scope == 'mmcached' else scope
+
+    wrapper._mmcached_unscoped = True
+    return wrapper
 
 
 def apply() -> None:
@@ -54,6 +143,16 @@ def apply() -> None:
         return
     CheckpointLoader.register_scheme(
         prefixes='', loader=load_local_checkpoint, force=True)
+    register_backend('local', AtomicLocalBackend, force=True, prefixes='')
     # The same dict object is read by the config parser and the registry.
     MODULE2PACKAGE.setdefault('mmcached', 'mmcached')
+    Config._get_cfg_path = staticmethod(
+        unscoped_mmcached_bases(Config._get_cfg_path))
+
+    import mmengine.dist.utils as dist_utils
+    from mmengine.model import MMDistributedDataParallel
+    for name in ('_init_dist_pytorch', '_init_dist_slurm', '_init_dist_mpi'):
+        setattr(dist_utils, name, cpu_safe_launcher(getattr(dist_utils, name)))
+    MMDistributedDataParallel.__init__ = cpu_safe_ddp_init(
+        MMDistributedDataParallel.__init__)
     _applied = True

@@ -81,6 +81,8 @@ def test_config_loads(path):
     if 'digits' not in path:
         assert isinstance(cfg.get('data_root'), str)
         assert cfg.train_dataloader.dataset.data_root == cfg.data_root
+    # Resumed runs continue exactly (mmcached/engine/hooks).
+    assert 'ExactResumeHook' in [h.type for h in cfg.custom_hooks]
     name = osp.basename(path)
     backbone = cfg.model.backbone
     # One spelling everywhere: a Cached* backbone, cached or not.

@@ -73,3 +73,15 @@ def test_complexity_table_tiny(tmp_path):
 def test_compare_released():
     out = _run('compare_released.py', '--reference', REFERENCE)
     assert out.rstrip().endswith('OK')
+
+
+def test_benchmark_cache_sync_tiny():
+    out = _run('benchmark_cache_sync.py', '--backbone', 'vit', '--steps', '1',
+               '--warmup', '0', '--img-size', '32')
+    rows = {
+        line.split('|')[1].strip(): line.split('|')[2].strip()
+        for line in out.splitlines()
+        if line.startswith('| per layer') or line.startswith('| bucketed')
+    }
+    assert rows == {'per layer': '12', 'bucketed': '1'}  # DeiT-Tiny: 12
+    assert 'to the per-layer way: True' in out

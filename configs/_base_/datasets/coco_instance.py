@@ -5,7 +5,9 @@
 # instances_{train,val}2017.json, train2017/, val2017/}.
 _base_ = 'mmdet::_base_/datasets/coco_instance.py'
 
-data_root = 'data/coco/'
+# MMCACHED_DATA_ROOT=/path/to/data in the environment (or, with mmcached's
+# tools, --cfg-options data_root=/path/to/data) replaces the default.
+data_root = '{{$MMCACHED_DATA_ROOT:data/coco}}/'
 train_dataloader = dict(
     dataset=dict(type='CheckedCocoDataset', data_root=data_root))
 val_dataloader = dict(

@@ -5,7 +5,9 @@
 # meta/val.txt, train/, val/}.
 _base_ = 'mmpretrain::_base_/datasets/imagenet_bs64_swin_224.py'
 
-data_root = 'data/imagenet/'
+# MMCACHED_DATA_ROOT=/path/to/data in the environment (or, with mmcached's
+# tools, --cfg-options data_root=/path/to/data) replaces the default.
+data_root = '{{$MMCACHED_DATA_ROOT:data/imagenet}}/'
 train_dataloader = dict(
     dataset=dict(type='CheckedImageNet', data_root=data_root))
 val_dataloader = dict(

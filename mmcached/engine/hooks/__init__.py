@@ -1,3 +1,4 @@
 from .cache_stats_hook import CacheStatsHook
+from .exact_resume_hook import ExactResumeHook
 
-__all__ = ['CacheStatsHook']
+__all__ = ['CacheStatsHook', 'ExactResumeHook']

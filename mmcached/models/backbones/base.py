@@ -25,6 +25,7 @@ from mmengine.config import ConfigDict
 from mmengine.utils import to_2tuple
 
 from ..layers.cache_layer import BaseCacheLayer, build_cache_layer
+from ..layers.cache_sync import launch_after_forward
 from ..layers.grc_attention import reset_caches
 from .cached_attention import attach_cache, cached_class
 
@@ -91,6 +92,9 @@ class CachedBackboneMixin:
         self.cache_lens = lens
         self.cached_layer_ids = [sorted(s) for s in selected]
         self.reset_cache = reset_cache
+        # Under DDP, the cache updates of a forward leave in one collective
+        # when it ends, overlapped with the backward (cache_sync).
+        self.register_forward_hook(launch_after_forward)
 
     def init_weights(self):
         """The base's init (from scratch or a Pretrained checkpoint, which

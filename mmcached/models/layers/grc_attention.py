@@ -35,7 +35,7 @@ from mmengine.model import BaseModule
 from mmengine.model.weight_init import trunc_normal_
 
 from mmcached.registry import MODELS
-from . import grc_fast
+from . import cache_sync, grc_fast
 from .cache_layer import BaseCacheLayer
 
 MODES = ('released', 'paper')
@@ -74,16 +74,17 @@ class GatedRecurrentCache(BaseModule):
     The cache is a persistent buffer ``memory`` (1, T_m, D_m), created here,
     so it is in every state_dict. In training each forward writes the batch
     mean of the updated cache back, without gradient across steps; under DDP
-    that mean is all-reduced, so every rank keeps the same cache, built from
-    all ranks' samples. In eval the buffer is frozen and outputs do not
-    depend on batch mates.
+    that mean is averaged across ranks, with the other caches' updates of
+    the step in one collective (:mod:`.cache_sync`), so every rank keeps the
+    same cache, built from all ranks' samples. In eval the buffer is frozen
+    and outputs do not depend on batch mates.
 
     Args:
         cache_dims (int): Channels D_m of the cache.
         cache_len (int): Tokens T_m of the cache.
         mode (str): ``'released'`` (default) or ``'paper'``: see the module
             docstring for how they differ.
-        sync_cache (bool): All-reduce the cache update across ranks.
+        sync_cache (bool): Average the cache update across ranks.
             Default: True.
         norm_cfg (dict): Norm of the released candidate. Default: LN.
     """
@@ -111,9 +112,17 @@ class GatedRecurrentCache(BaseModule):
             if mode == 'released' else nn.Identity()
         self.register_buffer('memory', torch.zeros(1, self.cache_len, d))
         self._pre_update = None  # the cache before the last training update
+        # A pending cross-rank update lands before the buffer is saved or
+        # replaced (see cache_sync).
+        self.register_state_dict_pre_hook(self._land_update)
+        self._register_load_state_dict_pre_hook(self._land_update)
+
+    def _land_update(self, *args, **kwargs) -> None:
+        cache_sync.before_read(self.memory)
 
     def reset(self) -> None:
         """Empty the cache (zeros)."""
+        self._land_update()
         self.memory.zero_()
 
     def columns(self, weight: torch.Tensor):
@@ -151,6 +160,7 @@ class GatedRecurrentCache(BaseModule):
             # it must see the cache the first run saw, not update it again.
             mem = self._pre_update.to(summary.dtype)
         else:
+            cache_sync.before_read(self.memory)
             # A copy: autograd saves it, and _write updates the buffer in
             # place afterwards (in place keeps DDP's references valid).
             mem = self.memory.to(summary.dtype, copy=True)
@@ -164,10 +174,11 @@ class GatedRecurrentCache(BaseModule):
     def _write(self, new: torch.Tensor) -> None:
         mean = new.detach().float().mean(dim=0, keepdim=True)
         if self.sync_cache and _is_distributed():
-            # DDP's buffer broadcast would keep rank 0's batch only.
-            dist.all_reduce(mean)
-            mean /= dist.get_world_size()
-        self.memory.copy_(mean)
+            # Averaged across ranks (DDP's buffer broadcast would keep rank
+            # 0's batch only), in one collective with the other caches.
+            cache_sync.cache_sync().add(self.memory, mean)
+        else:
+            self.memory.copy_(mean)
 
     def extra_repr(self) -> str:
         return (f'cache_len={self.cache_len}, cache_dims={self.cache_dims}, '
@@ -205,7 +216,8 @@ class GRCAttention(BaseCacheLayer):
             token); they get no positional term. Default: 0.
         lam_init (float, optional): Initial lam; default -1 (released) or 0
             (paper).
-        sync_cache (bool): All-reduce cache updates under DDP. Default: True.
+        sync_cache (bool): Average cache updates across ranks under DDP.
+            Default: True.
         norm_cfg (dict): Norm of the released candidate and the sr branch.
     """
 

@@ -11,6 +11,8 @@ import torch.multiprocessing as mp
 import torch.nn as nn
 import torch.nn.functional as F
 
+from mmcached.models.layers import cache_sync
+from mmcached.models.layers.cache_sync import sync_caches
 from mmcached.models.layers.grc_attention import (GatedRecurrentCache,
                                                   GRCAttention, reset_caches,
                                                   resize_tokens)
@@ -550,7 +552,8 @@ def test_autocast_cpu(mode, dtype):
 
 
 # --------------------------------------------------------------------------
-# DDP: caches identical across ranks and built from all ranks' samples
+# DDP: caches identical across ranks and built from all ranks' samples, the
+# updates of a step in one collective
 # --------------------------------------------------------------------------
 class _TinyCached(nn.Module):
     """A host projection standing in for self-attention, plus GRC."""
@@ -562,6 +565,12 @@ class _TinyCached(nn.Module):
 
     def forward(self, x):
         return self.grc(x, self.host(x), (4, 4))
+
+
+def _gather(t):
+    out = [torch.empty_like(t) for _ in range(dist.get_world_size())]
+    dist.all_gather(out, t)
+    return out
 
 
 def _ddp_worker(rank, world, init_file, out_file):
@@ -578,30 +587,108 @@ def _ddp_worker(rank, world, init_file, out_file):
             2, 16, 8, generator=torch.Generator().manual_seed(100 + rank))
         ddp(x).sum().backward()
         local(x)
-        mems = [torch.empty_like(model.grc.cache.memory) for _ in range(world)]
-        locs = [torch.empty_like(model.grc.cache.memory) for _ in range(world)]
-        dist.all_gather(mems, model.grc.cache.memory)
-        dist.all_gather(locs, local.grc.cache.memory)
+        # a layer outside a cached backbone: its update is averaged when
+        # the caches are next needed
+        sync_caches()
+        mems = _gather(model.grc.cache.memory)
+        locs = _gather(local.grc.cache.memory)
         if rank == 0:
             torch.save(dict(mems=mems, locals=locs), out_file)
     finally:
         dist.destroy_process_group()
 
 
-@pytest.mark.skipif(not dist.is_available(), reason='no torch.distributed')
-def test_ddp_cache_sync(tmp_path):
-    out_file = str(tmp_path / 'caches.pt')
+def _fork(worker, tmp_path, world=2):
     # fork: spawned children would re-import mmcached (and with it mmdet and
     # mmpretrain), which takes most of a minute on a small machine
+    out_file = str(tmp_path / 'out.pt')
     mp.start_processes(
-        _ddp_worker,
-        args=(2, str(tmp_path / 'init'), out_file),
-        nprocs=2,
+        worker,
+        args=(world, str(tmp_path / 'init'), out_file),
+        nprocs=world,
         join=True,
         start_method='fork')
-    res = torch.load(out_file)
+    return torch.load(out_file)
+
+
+@pytest.mark.skipif(not dist.is_available(), reason='no torch.distributed')
+def test_ddp_cache_sync(tmp_path):
+    res = _fork(_ddp_worker, tmp_path)
     mems, locs = res['mems'], res['locals']
     assert not torch.allclose(locs[0], locs[1])  # ranks saw different data
     assert torch.equal(mems[0], mems[1])
     assert torch.allclose(mems[0], (locs[0] + locs[1]) / 2, atol=1e-6)
     assert mems[0].abs().sum() > 0
+
+
+def _backbone_worker(rank, world, init_file, out_file):
+    """A cached ViT of 3 layers under DDP, two training steps, its caches
+    averaged in one collective per step, and the same with one blocking
+    all_reduce per layer (the old way)."""
+    from mmcached.models.backbones import CachedViT
+    torch.set_num_threads(1)
+    dist.init_process_group(
+        'gloo', init_method=f'file://{init_file}', rank=rank, world_size=world)
+    calls = []  # the collectives the caches start (DDP's own are in C++)
+    all_reduce = dist.all_reduce
+    dist.all_reduce = lambda t, *a, **k: calls.append(t.numel()) or \
+        all_reduce(t, *a, **k)
+    try:
+        torch.manual_seed(0)
+        bucketed = CachedViT(
+            arch=dict(
+                embed_dims=32,
+                num_layers=3,
+                num_heads=2,
+                feedforward_channels=64),
+            img_size=32,
+            patch_size=8)
+        per_layer, local = copy.deepcopy(bucketed), copy.deepcopy(bucketed)
+        for m in local.modules():
+            if isinstance(m, GatedRecurrentCache):
+                m.sync_cache = False  # what this rank alone would store
+        models = dict(
+            bucketed=nn.parallel.DistributedDataParallel(bucketed),
+            per_layer=nn.parallel.DistributedDataParallel(per_layer),
+            local=local)
+        sync = cache_sync.cache_sync()
+        res = {name: dict(calls=[]) for name in models}
+        g = torch.Generator().manual_seed(100 + rank)
+        for step in range(2):
+            x = torch.randn(2, 3, 32, 32, generator=g)
+            for name, model in models.items():
+                sync.bucketed = name != 'per_layer'
+                calls.clear()
+                model(x)[0].sum().backward()
+                res[name]['calls'].append(list(calls))
+                # written when the backward ended: nothing left to sync
+                res[name]['busy'] = sync.busy()
+        sync.bucketed = True
+        dist.all_reduce = all_reduce
+        for name, model in models.items():
+            res[name]['caches'] = [
+                _gather(v) for k, v in model.state_dict().items()
+                if k.endswith('cache.memory')
+            ]
+        if rank == 0:
+            torch.save(res, out_file)
+    finally:
+        dist.all_reduce = all_reduce
+        dist.destroy_process_group()
+
+
+@pytest.mark.skipif(not dist.is_available(), reason='no torch.distributed')
+def test_ddp_cache_sync_one_collective_per_step(tmp_path):
+    res = _fork(_backbone_worker, tmp_path)
+    numel = 3 * 17 * 16  # 3 caches of (1, 17, 16)
+    assert res['bucketed']['calls'] == [[numel], [numel]]
+    assert res['per_layer']['calls'] == [[numel // 3] * 3] * 2
+    assert res['local']['calls'] == [[], []]
+    assert not res['bucketed']['busy']
+    for caches, old, locs in zip(res['bucketed']['caches'],
+                                 res['per_layer']['caches'],
+                                 res['local']['caches']):
+        assert not torch.allclose(locs[0], locs[1])  # ranks saw other data
+        assert torch.equal(caches[0], caches[1])  # identical on every rank
+        assert torch.equal(caches[0], old[0])  # what the old way gave
+        assert caches[0].abs().sum() > 0

@@ -1,0 +1,7 @@
+from .loops import (ResumableEpochBasedTrainLoop, ResumableIterBasedTrainLoop,
+                    seed_everything)
+
+__all__ = [
+    'ResumableEpochBasedTrainLoop', 'ResumableIterBasedTrainLoop',
+    'seed_everything'
+]
