@@ -36,3 +36,43 @@ slurm_gres_arg() {
   fi
   [ -n "$gres" ] && echo "--gres=$gres" || true
 }
+
+# dist_exec REPO GPUS SCRIPT [ARGS]: replace this shell with torchrun running
+# SCRIPT ARGS in GPUS processes on this machine, with NNODES, NODE_RANK,
+# MASTER_ADDR, PORT and PYTHON as tools/dist_train.sh describes them.
+dist_exec() {
+  local repo=$1 gpus=$2 py nnodes port
+  shift 2
+  py=$(mmcached_python "$repo")
+  nnodes=${NNODES:-1}
+  port=${PORT:-}
+  if [ -z "$port" ]; then
+    # every node must agree on the port: a free one only for a lone node
+    if [ "$nnodes" = 1 ]; then port=$(free_port "$py"); else port=29500; fi
+  fi
+  PYTHONPATH="$repo:${PYTHONPATH:-}" exec "$py" -m torch.distributed.run \
+    --nnodes="$nnodes" --node_rank="${NODE_RANK:-0}" \
+    --master_addr="${MASTER_ADDR:-127.0.0.1}" --master_port="$port" \
+    --nproc_per_node="$gpus" "$@"
+}
+
+# slurm_exec PARTITION JOB_NAME REPO SCRIPT [ARGS]: replace this shell with
+# srun running SCRIPT ARGS, with GPUS, GPUS_PER_NODE, CPUS_PER_TASK,
+# SRUN_ARGS, GRES, OMP_NUM_THREADS and PYTHON as tools/slurm_train.sh
+# describes them.
+slurm_exec() {
+  local partition=$1 job_name=$2 repo=$3 py gpus per_node cpus gres_arg
+  shift 3
+  py=$(mmcached_python "$repo")
+  gpus=${GPUS:-8}
+  per_node=${GPUS_PER_NODE:-8}
+  cpus=${CPUS_PER_TASK:-5}
+  gres_arg=$(slurm_gres_arg "$partition" "$per_node")
+  export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$cpus}
+  export PYTHONPATH="$repo:${PYTHONPATH:-}"
+  # shellcheck disable=SC2086 # gres_arg and SRUN_ARGS are lists of options
+  exec srun -p "$partition" --job-name="$job_name" $gres_arg \
+    --ntasks="$gpus" --ntasks-per-node="$per_node" \
+    --cpus-per-task="$cpus" --kill-on-bad-exit=1 ${SRUN_ARGS:-} \
+    "$py" -u "$@"
+}

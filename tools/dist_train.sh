@@ -15,13 +15,5 @@ GPUS=$2
 shift 2
 DIR=$(cd "$(dirname "$0")" && pwd)
 source "$DIR/common.sh"
-PY=$(mmcached_python "$DIR/..")
-NNODES=${NNODES:-1}
-if [ -z "${PORT:-}" ]; then
-  if [ "$NNODES" = 1 ]; then PORT=$(free_port "$PY"); else PORT=29500; fi
-fi
-PYTHONPATH="$DIR/..:${PYTHONPATH:-}" exec "$PY" -m torch.distributed.run \
-  --nnodes="$NNODES" --node_rank="${NODE_RANK:-0}" \
-  --master_addr="${MASTER_ADDR:-127.0.0.1}" --master_port="$PORT" \
-  --nproc_per_node="$GPUS" \
+dist_exec "$DIR/.." "$GPUS" \
   "$DIR/train.py" "$CONFIG" --launcher pytorch "$@"

@@ -18,28 +18,18 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 import mmcached  # noqa: E402,F401 - compat fixes and registrations
 from mmcached.utils import check_checkpoint_file
-from mmcached.utils.cli import (CLIError, apply_data_root, check_cfg_options,
-                                config_arg, load_config, main_guard,
-                                run_toolbox, runner_keys, task_of,
-                                toolbox_args, toolbox_script)
+from mmcached.utils.cli import (apply_data_root, main_guard,
+                                parse_toolbox_command, run_toolbox)
 
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
-    config = config_arg(argv)
-    if config is None:
-        if not argv or {'-h', '--help'} & set(argv):
-            print('usage: python tools/test.py CONFIG CHECKPOINT [options]'
-                  '\n\n' + __doc__.split('\n\n', 2)[2].strip())
-            return
-        raise CLIError('give a config file (CONFIG.py) as the first argument')
-    cfg = load_config(config)
-    script = toolbox_script(task_of(cfg), 'test.py')
-    args = toolbox_args(script, argv)
-    if args.config != config:
-        cfg = load_config(args.config)
-    if args.cfg_options:
-        check_cfg_options(cfg, args.cfg_options, runner_keys())
+    parsed = parse_toolbox_command(
+        argv, 'test.py', 'python tools/test.py CONFIG CHECKPOINT [options]',
+        __doc__)
+    if parsed is None:
+        return
+    _, script, args = parsed
     if '://' not in args.checkpoint:  # URLs are the toolbox's to fetch
         check_checkpoint_file(args.checkpoint)
     apply_data_root(args.cfg_options)

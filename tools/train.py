@@ -16,28 +16,19 @@ import sys
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 import mmcached  # noqa: E402,F401 - compat fixes and registrations
-from mmcached.utils.cli import (CLIError, apply_data_root, check_cfg_options,
-                                check_resume, config_arg, load_config,
-                                main_guard, run_toolbox, runner_keys, task_of,
-                                toolbox_args, toolbox_script)
+from mmcached.utils.cli import (CLIError, apply_data_root, check_resume,
+                                main_guard, parse_toolbox_command, run_toolbox)
 
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
-    config = config_arg(argv)
-    if config is None:
-        if not argv or {'-h', '--help'} & set(argv):
-            print('usage: python tools/train.py CONFIG [options]\n\n' +
-                  __doc__.split('\n\n', 2)[2].strip())
-            return
-        raise CLIError('give a config file (CONFIG.py) as the first argument')
-    cfg = load_config(config)
-    script = toolbox_script(task_of(cfg), 'train.py')
-    args = toolbox_args(script, argv)
-    if args.config != config:
-        cfg = load_config(args.config)
+    parsed = parse_toolbox_command(argv, 'train.py',
+                                   'python tools/train.py CONFIG [options]',
+                                   __doc__)
+    if parsed is None:
+        return
+    cfg, script, args = parsed
     if args.cfg_options:
-        check_cfg_options(cfg, args.cfg_options, runner_keys())
         cfg.merge_from_dict(args.cfg_options)
     if args.auto_scale_lr and 'auto_scale_lr' not in cfg:
         raise CLIError('--auto-scale-lr needs auto_scale_lr = dict('

@@ -170,6 +170,29 @@ def toolbox_args(script: str, argv: Sequence[str]):
         sys.argv = saved
 
 
+def parse_toolbox_command(argv: Sequence[str], tool: str, usage: str,
+                          doc: str):
+    """``(cfg, script, args)`` for our ``tools/<tool> argv``: the config,
+    the toolbox's own ``tool`` script and its parse of ``argv``, with the
+    ``--cfg-options`` keys checked. None after printing ``usage`` and the
+    tool's ``doc`` (from its third paragraph) where no config is given and
+    help is asked for, or nothing is."""
+    config = config_arg(argv)
+    if config is None:
+        if not argv or {'-h', '--help'} & set(argv):
+            print(f'usage: {usage}\n\n' + doc.split('\n\n', 2)[2].strip())
+            return None
+        raise CLIError('give a config file (CONFIG.py) as the first argument')
+    cfg = load_config(config)
+    script = toolbox_script(task_of(cfg), tool)
+    args = toolbox_args(script, argv)
+    if args.config != config:
+        cfg = load_config(args.config)
+    if args.cfg_options:
+        check_cfg_options(cfg, args.cfg_options, runner_keys())
+    return cfg, script, args
+
+
 def run_toolbox(script: str, argv: Sequence[str]) -> None:
     """Run a toolbox's tool script as ``__main__`` with ``argv``, as
     ``python script argv`` would (its folder first on ``sys.path``)."""
@@ -232,7 +255,7 @@ def main_guard(main):
 
 __all__ = [
     'CLIError', 'load_config', 'task_of', 'runner_keys', 'check_cfg_options',
-    'toolbox_script', 'config_arg', 'toolbox_args', 'run_toolbox',
-    'apply_data_root', 'work_dir_of', 'check_resume', 'main_guard',
-    'DATA_ROOT_ENV'
+    'toolbox_script', 'config_arg', 'toolbox_args', 'parse_toolbox_command',
+    'run_toolbox', 'apply_data_root', 'work_dir_of', 'check_resume',
+    'main_guard', 'DATA_ROOT_ENV'
 ]

@@ -3,33 +3,19 @@ print are measured by hand; here they only have to run end to end)."""
 import os
 import os.path as osp
 import struct
-import subprocess
-import sys
 
 import pytest
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-TOOLS = osp.join(REPO, 'tools', 'analysis')
 # The released code is never in this repository; tests that need it look
 # for a copy named by the environment.
 REFERENCE = os.environ.get('MMCACHED_GRC_REFERENCE',
                            '/work/.mirror/annosubmission+GRC-Cache/repo')
 
 
-def _run(script, *args, timeout=300):
-    proc = subprocess.run(
-        [sys.executable, osp.join(TOOLS, script), *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=timeout)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return proc.stdout
-
-
-def test_benchmark_tiny():
-    out = _run('benchmark_grc.py', '--img-size', '32', '--batch-size', '1',
-               '--iters', '1', '--warmup', '0', '--threads', '1')
+def test_benchmark_tiny(run_analysis_tool):
+    out = run_analysis_tool('benchmark_grc.py', '--img-size', '32',
+                            '--batch-size', '1', '--iters', '1', '--warmup',
+                            '0', '--threads', '1')
     assert '| ours released |' in out and '| CachedPVT-Tiny released |' in out
     assert 'training throughput' in out and 'default allocator' in out
     # the FLOP-parity ratio: cached models have more FLOPs, so below 1
@@ -45,19 +31,20 @@ def test_benchmark_tiny():
         assert f'| {node} |' in out
 
 
-def test_benchmark_keep_heap_reruns_with_glibc_tunables():
-    out = _run('benchmark_grc.py', '--img-size', '32', '--batch-size', '1',
-               '--iters', '1', '--warmup', '0', '--threads', '1', '--skip',
-               'model', '--keep-heap')
+def test_benchmark_keep_heap_reruns_with_glibc_tunables(run_analysis_tool):
+    out = run_analysis_tool('benchmark_grc.py', '--img-size', '32',
+                            '--batch-size', '1', '--iters', '1', '--warmup',
+                            '0', '--threads', '1', '--skip', 'model',
+                            '--keep-heap')
     assert 'heap kept (MALLOC_MMAP_THRESHOLD_=' in out
     assert out.count('torch ') == 1  # one header
     assert '| ours released |' in out
 
 
-def test_complexity_table_tiny(tmp_path):
+def test_complexity_table_tiny(tmp_path, run_analysis_tool):
     plot = str(tmp_path / 'complexity.png')
-    out = _run('grc_complexity_table.py', '--models', 'PVT-Tiny', '--img-size',
-               '64', '--plot', plot)
+    out = run_analysis_tool('grc_complexity_table.py', '--models', 'PVT-Tiny',
+                            '--img-size', '64', '--plot', plot)
     rows = [line for line in out.splitlines() if line.startswith('| PVT')]
     assert len(rows) == 3 and 'error' not in out
     # the plot: a PNG of the size the tool sets (7.5 x 5.5 in at 100 dpi)
@@ -70,14 +57,15 @@ def test_complexity_table_tiny(tmp_path):
 
 @pytest.mark.skipif(
     not osp.exists(REFERENCE), reason='released GRC code not available')
-def test_compare_released():
-    out = _run('compare_released.py', '--reference', REFERENCE)
+def test_compare_released(run_analysis_tool):
+    out = run_analysis_tool('compare_released.py', '--reference', REFERENCE)
     assert out.rstrip().endswith('OK')
 
 
-def test_benchmark_cache_sync_tiny():
-    out = _run('benchmark_cache_sync.py', '--backbone', 'vit', '--steps', '1',
-               '--warmup', '0', '--img-size', '32')
+def test_benchmark_cache_sync_tiny(run_analysis_tool):
+    out = run_analysis_tool('benchmark_cache_sync.py', '--backbone', 'vit',
+                            '--steps', '1', '--warmup', '0', '--img-size',
+                            '32')
     rows = {
         line.split('|')[1].strip(): line.split('|')[2].strip()
         for line in out.splitlines()

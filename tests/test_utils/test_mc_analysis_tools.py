@@ -2,24 +2,11 @@
 run end to end at toy sizes (their figures are measured by hand)."""
 import importlib.util
 import os.path as osp
-import subprocess
-import sys
 
 import torch
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TOOLS = osp.join(REPO, 'tools', 'analysis')
-
-
-def _run(script, *args, timeout=300):
-    proc = subprocess.run(
-        [sys.executable, osp.join(TOOLS, script), *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=timeout)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return proc.stdout
 
 
 def _mqar_module():
@@ -52,20 +39,22 @@ def test_mqar_batch_is_multi_query_recall():
     assert torch.equal(again[0], inputs)
 
 
-def test_mqar_tiny_run():
-    out = _run('mqar.py', '--settings', '32:4', '--steps', '2', '--batch-size',
-               '4', '--eval-sequences', '8', '--models', 'attention', 'linear',
-               'mc-ssc', 'mc-deep-grm', '--segment-size', '8')
+def test_mqar_tiny_run(run_analysis_tool):
+    out = run_analysis_tool('mqar.py', '--settings', '32:4', '--steps', '2',
+                            '--batch-size', '4', '--eval-sequences', '8',
+                            '--models', 'attention', 'linear', 'mc-ssc',
+                            'mc-deep-grm', '--segment-size', '8')
     assert '| model | L=32, 4 pairs | train time (s) |' in out
     for name in ('attention', 'linear', 'mc-ssc', 'mc-deep-grm'):
         assert f'| {name} | ' in out
 
 
-def test_benchmark_mc_tiny():
-    out = _run('benchmark_mc.py', '--lengths', '64', '--loop-lengths', '64',
-               '--segment-size', '16', '--scaling-length', '64',
-               '--fixed-segments', '2', '--iters', '1', '--warmup', '0',
-               '--dim', '16', '--heads', '2', '--threads', '1')
+def test_benchmark_mc_tiny(run_analysis_tool):
+    out = run_analysis_tool('benchmark_mc.py', '--lengths', '64',
+                            '--loop-lengths', '64', '--segment-size', '16',
+                            '--scaling-length', '64', '--fixed-segments', '2',
+                            '--iters', '1', '--warmup', '0', '--dim', '16',
+                            '--heads', '2', '--threads', '1')
     row = [line for line in out.splitlines() if line.startswith('| 64 | 4 |')]
     assert row and row[-1].split('|')[-2].strip() != '-'  # loop ratio
     assert 'Scaling at L = 64' in out and 'Scaling at N = 2' in out

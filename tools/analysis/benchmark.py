@@ -38,7 +38,7 @@ sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0,
                 osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
-from benchmark_grc import _KEEP_HEAP_ENV, keep_heap, measure
+from benchmark_grc import add_host_args, measure, setup_host
 
 from mmcached.utils.cache_inspect import named_cache_layers
 from mmcached.utils.cli import CLIError, load_config, main_guard
@@ -65,12 +65,10 @@ def parse_args(argv=None):
         'input size)')
     parser.add_argument('--rounds', type=int, default=5)
     parser.add_argument('--warmup', type=int, default=2)
-    parser.add_argument('--threads', type=int)
-    parser.add_argument(
-        '--keep-heap',
-        action='store_true',
-        help='glibc only: keep freed memory in the heap (as the CUDA '
-        'caching allocator does); see benchmark_grc.py')
+    add_host_args(
+        parser,
+        keep_heap_help='glibc only: keep freed memory in the heap (as the '
+        'CUDA caching allocator does); see benchmark_grc.py')
     parser.add_argument(
         '--skip-flops', action='store_true', help='do not count FLOPs')
     return parser.parse_args(argv)
@@ -236,13 +234,7 @@ def table(results, flops, batch, device):
 
 def main(argv=None):
     args = parse_args(argv)
-    heap = 'default allocator'
-    if args.keep_heap:
-        keep_heap()
-        heap = 'heap kept (' + ', '.join(
-            f'{k}={v}' for k, v in _KEEP_HEAP_ENV.items()) + ')'
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    heap = setup_host(args)
     if args.device == 'cuda' and not torch.cuda.is_available():
         raise CLIError('--device cuda: no CUDA device is visible')
     device = torch.device(args.device)

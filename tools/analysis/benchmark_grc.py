@@ -72,14 +72,7 @@ def parse_args():
         '--batch-size)')
     parser.add_argument(
         '--skip', nargs='*', default=[], choices=['layer', 'model'])
-    parser.add_argument('--threads', type=int, default=None)
-    parser.add_argument(
-        '--keep-heap',
-        action='store_true',
-        help='glibc only: keep freed memory in the heap, so that '
-        'steps do not page-fault on fresh allocations, as with the CUDA '
-        'caching allocator; by default glibc returns large blocks to the '
-        'system and each step faults them in again')
+    add_host_args(parser)
     return parser.parse_args()
 
 
@@ -99,6 +92,34 @@ def keep_heap() -> None:
     os.environ.update(_KEEP_HEAP_ENV)
     sys.stdout.flush()
     os.execv(sys.executable, [sys.executable] + sys.argv)
+
+
+_KEEP_HEAP_HELP = (
+    'glibc only: keep freed memory in the heap, so that steps do not '
+    'page-fault on fresh allocations, as with the CUDA caching allocator; '
+    'by default glibc returns large blocks to the system and each step '
+    'faults them in again')
+
+
+def add_host_args(parser, keep_heap_help=_KEEP_HEAP_HELP) -> None:
+    """``--threads`` and ``--keep-heap``, which :func:`setup_host`
+    applies."""
+    parser.add_argument('--threads', type=int, default=None)
+    parser.add_argument(
+        '--keep-heap', action='store_true', help=keep_heap_help)
+
+
+def setup_host(args) -> str:
+    """Apply ``--keep-heap`` (this may re-run the script) and ``--threads``;
+    returns how the allocator runs, for the header."""
+    heap = 'default allocator'
+    if args.keep_heap:
+        keep_heap()
+        heap = 'heap kept (' + ', '.join(
+            f'{k}={v}' for k, v in _KEEP_HEAP_ENV.items()) + ')'
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    return heap
 
 
 class SRAttention(nn.Module):
@@ -182,6 +203,28 @@ def _sync(device):
         torch.cuda.synchronize()
 
 
+def _memory(step, device):
+    """Memory (bytes) of one ``step()``: on CUDA the peak allocated above
+    what was before, on CPU what autograd saves."""
+    if device.type == 'cuda':
+        torch.cuda.empty_cache()
+        base = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+        step()
+        _sync(device)
+        return torch.cuda.max_memory_allocated() - base
+    return _saved_bytes(step)
+
+
+def timed(step, device):
+    """Seconds of one ``step()``, the device synchronised around it."""
+    _sync(device)
+    t0 = time.perf_counter()
+    step()
+    _sync(device)
+    return time.perf_counter() - t0
+
+
 def measure(variants, make_step, device, iters, warmup):
     """Median seconds per step and memory (bytes) per variant."""
     steps = OrderedDict((k, make_step(m)) for k, m in variants.items())
@@ -190,23 +233,11 @@ def measure(variants, make_step, device, iters, warmup):
         for _ in range(warmup):
             step()
         _sync(device)
-        if device.type == 'cuda':
-            torch.cuda.empty_cache()
-            base = torch.cuda.memory_allocated()
-            torch.cuda.reset_peak_memory_stats()
-            step()
-            _sync(device)
-            mem[name] = torch.cuda.max_memory_allocated() - base
-        else:
-            mem[name] = _saved_bytes(step)
+        mem[name] = _memory(step, device)
     times = {k: [] for k in steps}
     for _ in range(iters):
         for name, step in steps.items():
-            _sync(device)
-            t0 = time.perf_counter()
-            step()
-            _sync(device)
-            times[name].append(time.perf_counter() - t0)
+            times[name].append(timed(step, device))
     return OrderedDict(
         (k, (statistics.median(times[k]), mem[k])) for k in steps)
 
@@ -394,13 +425,7 @@ _DEVICE = torch.device('cpu')
 def main():
     global _DEVICE
     args = parse_args()
-    heap = 'default allocator'
-    if args.keep_heap:
-        keep_heap()
-        heap = 'heap kept (' + ', '.join(
-            f'{k}={v}' for k, v in _KEEP_HEAP_ENV.items()) + ')'
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    heap = setup_host(args)
     dev = args.device
     if dev == 'auto':
         dev = 'cuda' if torch.cuda.is_available() else 'cpu'

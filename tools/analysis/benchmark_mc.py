@@ -23,17 +23,22 @@ Example::
     python tools/analysis/benchmark_mc.py --device cuda --loop-lengths
 """
 import argparse
-import statistics
-import time
+import os.path as osp
+import sys
 from collections import OrderedDict
+from functools import partial
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from mmcached.models.layers.memory_caching import MemoryCachingAttention
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+from benchmark_grc import measure, timed  # noqa: E402
+
+from mmcached.models.layers.memory_caching import \
+    MemoryCachingAttention  # noqa: E402
 from mmcached.models.layers.memory_caching_reference import \
-    memory_caching_reference_layer
+    memory_caching_reference_layer  # noqa: E402
 
 
 def parse_args():
@@ -91,62 +96,6 @@ class SoftmaxAttention(nn.Module):
         return self.proj(o.transpose(1, 2).reshape(B, L, D))
 
 
-def _sync(device):
-    if device.type == 'cuda':
-        torch.cuda.synchronize()
-
-
-def _saved_bytes(step) -> int:
-    """Bytes of distinct storages autograd saves during ``step()``."""
-    seen = {}
-
-    def pack(t):
-        try:
-            s = t.untyped_storage()
-            seen[s.data_ptr()] = s.nbytes()
-        except RuntimeError:
-            pass
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        step()
-    return sum(seen.values())
-
-
-def _memory(step, device):
-    if device.type == 'cuda':
-        torch.cuda.empty_cache()
-        base = torch.cuda.memory_allocated()
-        torch.cuda.reset_peak_memory_stats()
-        step()
-        _sync(device)
-        return torch.cuda.max_memory_allocated() - base
-    return _saved_bytes(step)
-
-
-def _timed(step, device):
-    _sync(device)
-    t0 = time.perf_counter()
-    step()
-    _sync(device)
-    return time.perf_counter() - t0
-
-
-def measure(steps, device, iters, warmup):
-    """Median seconds and memory (bytes) per variant, interleaved."""
-    mem = OrderedDict()
-    for name, step in steps.items():
-        for _ in range(warmup):
-            step()
-        mem[name] = _memory(step, device)
-    times = {k: [] for k in steps}
-    for _ in range(iters):
-        for name, step in steps.items():
-            times[name].append(_timed(step, device))
-    return OrderedDict(
-        (k, (statistics.median(times[k]), mem[k])) for k in steps)
-
-
 def make_step(module, x, fn=None):
 
     def step():
@@ -189,9 +138,9 @@ def main():
     for L in args.lengths:
         x = torch.randn(
             args.batch_size, L, D, device=device, requires_grad=True)
-        steps = OrderedDict((n, make_step(m, x)) for n, m in layers.items())
-        steps['sdpa'] = make_step(sdpa, x)
-        res = measure(steps, device, args.iters, args.warmup)
+        res = measure(
+            OrderedDict(layers, sdpa=sdpa), partial(make_step, x=x), device,
+            args.iters, args.warmup)
         first = next(iter(layers))
         t_mc = res[first][0]
         cells = [f'{L}', f'{-(-L // args.segment_size)}']
@@ -199,7 +148,7 @@ def main():
             cells += [f'{t:.4f}', f'{m / 2**20:.1f}']
         cells.append(f'{res["sdpa"][0] / t_mc:.2f}')
         if L in args.loop_lengths:
-            t_loop = _timed(
+            t_loop = timed(
                 make_step(layers[first], x, memory_caching_reference_layer),
                 device)
             cells += [f'{t_loop:.2f}', f'{t_loop / t_mc:.0f}']
@@ -223,9 +172,9 @@ def main():
         for C in (2048, 1024, 512, 256, 128, 64):
             if C > L:
                 continue
-            m = _mc(D, H, C, args.aggregations[0], device)
-            variants[C] = make_step(m, x)
-        res = measure(variants, device, args.iters, args.warmup)
+            variants[C] = _mc(D, H, C, args.aggregations[0], device)
+        res = measure(variants, partial(make_step, x=x), device, args.iters,
+                      args.warmup)
         for C, (t, m) in res.items():
             N = L // C
             print(f'| {C} | {N} | {t:.4f} | {t / N:.4f} | {m / 2**20:.1f} |')
@@ -245,8 +194,8 @@ def main():
                 args.batch_size, L, D, device=device, requires_grad=True)
             m = _mc(D, H, L // N, args.aggregations[0], device)
             res = measure(
-                OrderedDict(mc=make_step(m, x), sdpa=make_step(sdpa, x)),
-                device, args.iters, args.warmup)
+                OrderedDict(mc=m, sdpa=sdpa), partial(make_step, x=x), device,
+                args.iters, args.warmup)
             t, ts = res['mc'][0], res['sdpa'][0]
             print(
                 f'| {L} | {L // N} | {t:.4f} | {1e3 * t / L * 1024:.1f} '

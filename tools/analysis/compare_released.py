@@ -30,46 +30,18 @@ from mmcached.models.layers.grc_attention import GRCAttention  # noqa: E402
 from mmcached.models.layers.released_mapping import \
     map_released_grc_state_dict  # noqa: E402
 
-# host: 'pvt' (PVT Attention, takes H, W) or 'generic' (no H, W).
+# host: 'pvt' (PVT Attention, takes H, W) or 'generic' (no H, W); other_hw
+# (rows may leave it out): a second token grid for eval, for hosts without
+# spatial reduction.
+_FIELDS = ('name', 'host', 'dim', 'heads', 'hw', 'sr', 'cls', 'qkv_bias',
+           'other_hw')
 CASES = [
-    dict(
-        name='pvt sr=2',
-        host='pvt',
-        dim=64,
-        heads=2,
-        hw=(8, 8),
-        sr=2,
-        cls=0,
-        qkv_bias=True),
-    dict(
-        name='pvt sr=1 no-bias',
-        host='pvt',
-        dim=32,
-        heads=1,
-        hw=(6, 6),
-        sr=1,
-        cls=0,
-        qkv_bias=False),
-    dict(
-        name='generic cls=1',
-        host='generic',
-        dim=48,
-        heads=4,
-        hw=(7, 7),
-        sr=1,
-        cls=1,
-        qkv_bias=True,
-        other_hw=(5, 5)),
-    dict(
-        name='generic cls=0',
-        host='generic',
-        dim=32,
-        heads=2,
-        hw=(5, 5),
-        sr=1,
-        cls=0,
-        qkv_bias=True,
-        other_hw=(4, 4)),
+    dict(zip(_FIELDS, row)) for row in [
+        ('pvt sr=2', 'pvt', 64, 2, (8, 8), 2, 0, True),
+        ('pvt sr=1 no-bias', 'pvt', 32, 1, (6, 6), 1, 0, False),
+        ('generic cls=1', 'generic', 48, 4, (7, 7), 1, 1, True, (5, 5)),
+        ('generic cls=0', 'generic', 32, 2, (5, 5), 1, 0, True, (4, 4)),
+    ]
 ]
 
 

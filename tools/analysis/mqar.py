@@ -32,14 +32,20 @@ the deep model (docs/mc.md);
 """
 import argparse
 import math
+import os.path as osp
 import statistics
+import sys
 import time
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from mmcached.models.layers.memory_caching import MemoryCachingAttention
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+from benchmark_mc import SoftmaxAttention  # noqa: E402
+
+from mmcached.models.layers.memory_caching import \
+    MemoryCachingAttention  # noqa: E402
 
 MODELS = ('attention', 'linear', 'mc-residual', 'mc-grm', 'mc-soup', 'mc-ssc',
           'mc-deep-grm', 'mc-grm-restart')
@@ -117,25 +123,9 @@ def mqar_batch(batch, length, pairs, vocab, gen, power_a=0.01):
     return inputs, labels
 
 
-class Attention(nn.Module):
-
-    def __init__(self, dim, heads):
-        super().__init__()
-        self.heads = heads
-        self.qkv = nn.Linear(dim, 3 * dim)
-        self.proj = nn.Linear(dim, dim)
-
-    def forward(self, x):
-        B, L, D = x.shape
-        q, k, v = self.qkv(x).view(B, L, 3, self.heads,
-                                   -1).permute(2, 0, 3, 1, 4)
-        o = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-        return self.proj(o.transpose(1, 2).reshape(B, L, D))
-
-
 def make_mixer(name, dim, heads, length, args):
     if name == 'attention':
-        return Attention(dim, heads)
+        return SoftmaxAttention(dim, heads)
     kw = dict(segment_size=args.segment_size, segment_start=args.segment_start)
     if name == 'linear':
         kw = dict(segment_size=length, aggregation='residual')
