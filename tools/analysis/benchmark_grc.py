@@ -6,16 +6,12 @@ round, so drift of a shared machine hits them alike), as ratios:
 
 - ``layer``: one PVT stage-1-like attention layer (D=64, 1 head, sr 8, the
   token grid of stage 1 at ``--img-size``): uncached host attention; host +
-  our GRC in each mode, with the fast nodes of
-  :mod:`mmcached.models.layers.grc_fast` on and off (each on its own and
-  each left out, when there are several), and the share of the layer's time
-  each node saves; with ``--reference``, the released
+  our GRC in each mode; with ``--reference``, the released
   ``GRC_Self_Attention`` around its PVT ``Attention``, that host alone, and
   our GRC on that same host (same math as the released module).
 - ``model``: PVT-Tiny training step, mmdet's ``PyramidVisionTransformer``
-  against mmcached's ``CachedPVT`` (registry) in each mode, fast nodes on
-  and off, with the ratio the throughput would have if GRC ran at the
-  backbone's FLOP rate.
+  against mmcached's ``CachedPVT`` (registry) in each mode, with the ratio
+  the throughput would have if GRC ran at the backbone's FLOP rate.
 
 On CPU, glibc returns large freed blocks to the system, so every step
 page-faults its activations in again, more so for code that allocates more;
@@ -45,9 +41,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 
-from mmcached.models.layers import grc_fast  # noqa: E402
 from mmcached.models.layers.grc_attention import GRCAttention  # noqa: E402
-from mmcached.models.layers.grc_fast import NODES  # noqa: E402
 
 
 def parse_args():
@@ -268,45 +262,33 @@ def layer_benchmark(args, device):
     def grc(mode):
         return GRCAttention(dim, heads, cache_len=hw, mode=mode, sr_ratio=sr)
 
-    # name -> (module, fast nodes used by its steps)
-    variants = OrderedDict()
-    variants['uncached'] = (HostOnly(SRAttention(dim, heads, sr)), ())
+    variants = OrderedDict()  # name -> module
+    variants['uncached'] = HostOnly(SRAttention(dim, heads, sr))
     for mode in ('released', 'paper'):
-        m = HostWithGRC(SRAttention(dim, heads, sr), grc(mode))
-        variants[f'ours {mode}'] = (m, NODES)
-        variants[f'ours {mode}, plain'] = (m, ())
-    if len(NODES) > 1:  # each node on its own, and left out
-        m = variants['ours released'][0]
-        for node in NODES:
-            variants[f'ours released, only {node}'] = (m, (node, ))
-            variants[f'ours released, no {node}'] = (m,
-                                                     tuple(k for k in NODES
-                                                           if k != node))
+        variants[f'ours {mode}'] = HostWithGRC(
+            SRAttention(dim, heads, sr), grc(mode))
     if args.reference:
         from released_loader import load_released
         grc_mod, pvt_mod = load_released(args.reference)
         kw = dict(num_heads=heads, qkv_bias=True, sr_ratio=sr)
-        variants['released host only'] = (HostOnly(
-            pvt_mod.Attention(dim, **kw), released_host=True), ())
-        variants['released'] = (Released(
+        variants['released host only'] = HostOnly(
+            pvt_mod.Attention(dim, **kw), released_host=True)
+        variants['released'] = Released(
             grc_mod.GRC_Self_Attention(
                 dim,
                 attention_func=pvt_mod.Attention,
                 cache_ratio=0.5,
                 cls_dim=0,
-                **kw)), ())
-        variants['ours released, released host'] = (HostWithGRC(
-            pvt_mod.Attention(dim, **kw), grc('released'),
-            released_host=True), NODES)
-    for m, _ in variants.values():
+                **kw))
+        variants['ours released, released host'] = HostWithGRC(
+            pvt_mod.Attention(dim, **kw), grc('released'), released_host=True)
+    for m in variants.values():
         m.to(device).train()
     x = torch.randn(B, n, dim, device=device)
 
-    def make_step(variant):
-        m, nodes = variant
+    def make_step(m):
 
         def step():
-            grc_fast.set_fast_path(nodes)
             xi = x.clone().requires_grad_(True)
             m(xi, hw).sum().backward()
             m.zero_grad(set_to_none=True)
@@ -321,17 +303,6 @@ def layer_benchmark(args, device):
          'ours released, released host', 'released'),
     ]
     report('one layer, forward + backward', res, 'uncached', B, extra)
-    print('\n### fast nodes, released mode: share of the layer\'s forward + '
-          'backward time each saves\n')
-    print('| node | alone, vs all plain | left out, vs all on |')
-    print('|---|---|---|')
-    plain, on = res['ours released, plain'][0], res['ours released'][0]
-    for node in NODES:
-        alone = res.get(f'ours released, only {node}', (on, ))[0]
-        without = res.get(f'ours released, no {node}', (plain, ))[0]
-        print(f'| {node} | {(plain - alone) / plain:+.1%} | '
-              f'{(without - on) / without:+.1%} |')
-    print(f'- all nodes: {(plain - on) / plain:+.1%} of the plain layer')
     if 'released' in res:
         host = res['released host only'][0]
         r_over = res['released'][0] - host
@@ -354,10 +325,9 @@ def model_benchmark(args, device):
         num_layers=[2, 2, 2, 2],
         pretrain_img_size=args.img_size,
         init_cfg=None)
-    # name -> (model, fast nodes used by its steps)
-    variants = OrderedDict()
-    variants['PVT-Tiny'] = (MODELS.build(
-        dict(type='mmdet.PyramidVisionTransformer', **tiny)), ())
+    variants = OrderedDict()  # name -> model
+    variants['PVT-Tiny'] = MODELS.build(
+        dict(type='mmdet.PyramidVisionTransformer', **tiny))
     for mode in ('released', 'paper'):
         m = MODELS.build(
             dict(
@@ -366,18 +336,15 @@ def model_benchmark(args, device):
                 pretrain_img_size=args.img_size,
                 cache_cfg=dict(mode=mode),
                 init_cfg=None))
-        variants[f'CachedPVT-Tiny {mode}'] = (m, NODES)
-        variants[f'CachedPVT-Tiny {mode}, plain'] = (m, ())
+        variants[f'CachedPVT-Tiny {mode}'] = m
     print(f'\nmodel: PVT-Tiny, B={B}, {args.img_size}px, training step')
-    for m, _ in variants.values():
+    for m in variants.values():
         m.to(device).train()
     x = torch.randn(B, 3, args.img_size, args.img_size, device=device)
 
-    def make_step(variant):
-        m, nodes = variant
+    def make_step(m):
 
         def step():
-            grc_fast.set_fast_path(nodes)
             outs = m(x)
             sum(o.float().mean() for o in outs).backward()
             m.zero_grad(set_to_none=True)
@@ -386,7 +353,7 @@ def model_benchmark(args, device):
 
     flops = {
         name: _gflops(m, args.img_size, device)
-        for name, (m, _) in variants.items()
+        for name, m in variants.items()
     }
     res = measure(variants, make_step, device, args.iters, args.warmup)
     report('PVT-Tiny training step (forward + backward)', res, 'PVT-Tiny', B)

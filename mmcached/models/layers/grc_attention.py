@@ -19,9 +19,9 @@ cache C (1, T_m, D_m), D_m = r * D:
 
 Two modules, one idea each: :class:`GatedRecurrentCache` (steps 2-4) and
 :class:`GRCAttention` (steps 1, 5, 6), a mixing cache layer (see
-:mod:`.cache_layer`). The code below is the plain math; custom autograd nodes
-that compute the same faster live in :mod:`.grc_fast`, behind one switch
-(``head_mix``, the only one that saves 10% of the layer's time).
+:mod:`.cache_layer`). The code below is the plain math and the only path: no
+custom autograd node saved 10% of the layer's forward + backward time
+(docs/grc.md, "Speed").
 """
 import math
 from typing import Optional, Sequence, Tuple, Union
@@ -35,7 +35,7 @@ from mmengine.model import BaseModule
 from mmengine.model.weight_init import trunc_normal_
 
 from mmcached.registry import MODELS
-from . import cache_sync, grc_fast
+from . import cache_sync
 from .cache_layer import BaseCacheLayer
 
 MODES = ('released', 'paper')
@@ -335,8 +335,6 @@ class GRCAttention(BaseCacheLayer):
         pos = None
         if self.pos_conv is not None:
             pos = self.positional_term(x, hw_shape).to(o_self.dtype)
-        if grc_fast.applies('head_mix', o_self, o_mem, alpha):
-            return grc_fast.head_mix(o_self, o_mem, alpha, pos).view(B, N, D)
         a = alpha[:, None]
         out = a * F.pad(o_mem,
                         (0, D // H - o_mem.shape[-1])) + (1 - a) * o_self
