@@ -91,7 +91,10 @@ class _Blocks:
     """Each segment cut into blocks of at most ``size`` tokens on a grid that
     starts at the segment start (the first segment may start ``offset``
     tokens in). Token tensors (B, H, L, d) <-> blocks (B, H, nb, c, d),
-    zero-padded."""
+    zero-padded. Sums over a segment's blocks go through a (segment, slot)
+    grid, S x R with R the most blocks a segment has: small matmuls and
+    reductions, where a cumsum or index_add along the block dimension is a
+    slow strided kernel on CPU."""
 
     def __init__(self, seg_lens: List[int], size: int, offset: int, device):
         starts, lens, seg, first, last, ends = [], [], [], [], [], []
@@ -114,8 +117,15 @@ class _Blocks:
         self.seg = torch.tensor(seg, dtype=torch.long, device=device)
         self.seg_first = torch.tensor(first, dtype=torch.long, device=device)
         self.seg_last = last
-        # first block of each block's segment
-        self.first = self.seg_first[self.seg]
+        slots = [b - first[s] for b, s in enumerate(seg)]
+        self.num_segs, self.num_slots = len(seg_lens), max(slots, default=0) + 1
+        # every segment has num_slots blocks: the grid is a view
+        self.grid_trivial = len(lens) == self.num_segs * self.num_slots
+        if not self.grid_trivial:
+            cell = torch.tensor(seg) * self.num_slots + torch.tensor(slots)
+            grid = torch.full((self.num_segs * self.num_slots, ), len(lens))
+            grid[cell] = torch.arange(len(lens))
+            self.cell, self.grid = cell.to(device), grid.to(device)
         self.trivial = all(n == self.c for n in lens)
         if not self.trivial:
             ar = torch.arange(self.c)
@@ -136,16 +146,32 @@ class _Blocks:
         flat = x.flatten(2, 3)
         return flat if self.trivial else flat[:, :, self.tok]
 
+    def _grid(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, H, nb, ...) -> (B, H, S, R, E), zeros in empty cells."""
+        B, H = x.shape[:2]
+        x = x.reshape(B, H, self.n, -1)
+        if not self.grid_trivial:
+            x = F.pad(x, (0, 0, 0, 1))[:, :, self.grid]
+        return x.reshape(B, H, self.num_segs, self.num_slots, -1)
+
     def seg_prefix(self, x: torch.Tensor) -> torch.Tensor:
         """Per block, the sum of the earlier blocks of its segment;
         x (B, H, nb, ...)."""
-        excl = x.cumsum(2) - x
-        return excl - excl[:, :, self.first]
+        grid = self._grid(x)
+        R = self.num_slots
+        earlier = torch.ones(R, R, dtype=x.dtype, device=x.device).tril(-1)
+        # expanded to the grid's batch dims, so that the FLOP counter counts
+        # every product (it reads a broadcast matmul's batch off the left)
+        prefix = (earlier.expand(grid.shape[:3] + (R, R)) @ grid).flatten(
+            2, 3)
+        if not self.grid_trivial:
+            prefix = prefix[:, :, self.cell]
+        return prefix.reshape(x.shape)
 
     def seg_sum(self, x: torch.Tensor) -> torch.Tensor:
         """Per segment, the sum of its blocks: (B, H, S, ...)."""
-        shape = x.shape[:2] + (len(self.seg_last), ) + x.shape[3:]
-        return x.new_zeros(shape).index_add(2, self.seg, x)
+        return self._grid(x).sum(3).reshape(x.shape[:2] + (self.num_segs, ) +
+                                            x.shape[3:])
 
 
 # --------------------------------------------------------------------------

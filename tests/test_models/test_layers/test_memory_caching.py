@@ -692,14 +692,17 @@ def _mc_flops(L, C, D=32, H=2, block=8):
 
 def test_flops_count_the_cost_model():
     """mmengine's analyzer counts the MC work: projections, gates, and per
-    head the blocks (intra-block products, block states, prefix reads) and
-    the cached read against the states each row block may read."""
+    head the blocks (intra-block products, block states, prefix reads), the
+    sums of earlier blocks within segments (R x R on the segment / slot grid,
+    for key sums and states) and the cached read against the states each row
+    block may read."""
     D, H, d, b, C = 32, 2, 16, 8, 16
     for L in (64, 128, 256):
-        N = L // C
+        N, R = L // C, C // b
         proj = L * D * 3 * D + L * D * D + L * D * D  # qkv, u, out
         gates = H * L * (N - 1) * d
-        blocks = H * (L * d * d + 2 * L * b * d + L * d * d)
+        blocks = H * (L * d * d + 2 * L * b * d + L * d * d +
+                      N * R * R * (d + d * d))
         # one row block of 256 rows here: every token reads N - 1 states
         cached = H * L * (N - 1) * d * d
         assert _mc_flops(L, C) == proj + gates + blocks + cached, L
