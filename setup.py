@@ -56,6 +56,7 @@ if __name__ == '__main__':
         ] + parse_requirements('runtime.txt'),
         extras_require={
             'tests': parse_requirements('tests.txt'),
-            'optional': parse_requirements('optional.txt')
+            'optional': parse_requirements('optional.txt'),
+            'fla': parse_requirements('fla.txt')
         },
         zip_safe=False)

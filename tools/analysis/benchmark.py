@@ -38,7 +38,7 @@ sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0,
                 osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
-from benchmark_grc import add_host_args, measure, setup_host
+from benchmark_utils import add_host_args, measure, setup_host
 
 from mmcached.utils.cache_inspect import named_cache_layers
 from mmcached.utils.cli import CLIError, load_config, main_guard

@@ -28,11 +28,8 @@ Example::
         --batch-size 8 --img-size 224 --iters 10 --warmup 3
 """
 import argparse
-import os
 import os.path as osp
-import statistics
 import sys
-import time
 from collections import OrderedDict
 
 import torch
@@ -40,6 +37,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+from benchmark_utils import add_host_args, measure, setup_host  # noqa: E402
 
 from mmcached.models.layers.grc_attention import GRCAttention  # noqa: E402
 
@@ -68,52 +66,6 @@ def parse_args():
         '--skip', nargs='*', default=[], choices=['layer', 'model'])
     add_host_args(parser)
     return parser.parse_args()
-
-
-# glibc's tunables: large blocks from the heap, never trimmed back.
-_KEEP_HEAP_ENV = {
-    'MALLOC_MMAP_THRESHOLD_': '4000000000',
-    'MALLOC_TRIM_THRESHOLD_': '40000000000'
-}
-
-
-def keep_heap() -> None:
-    """Re-run this script with glibc's allocator told to keep freed memory
-    (its tunables are read at process start only); no-op when they are set
-    already. Other C libraries ignore these variables."""
-    if all(os.environ.get(k) == v for k, v in _KEEP_HEAP_ENV.items()):
-        return
-    os.environ.update(_KEEP_HEAP_ENV)
-    sys.stdout.flush()
-    os.execv(sys.executable, [sys.executable] + sys.argv)
-
-
-_KEEP_HEAP_HELP = (
-    'glibc only: keep freed memory in the heap, so that steps do not '
-    'page-fault on fresh allocations, as with the CUDA caching allocator; '
-    'by default glibc returns large blocks to the system and each step '
-    'faults them in again')
-
-
-def add_host_args(parser, keep_heap_help=_KEEP_HEAP_HELP) -> None:
-    """``--threads`` and ``--keep-heap``, which :func:`setup_host`
-    applies."""
-    parser.add_argument('--threads', type=int, default=None)
-    parser.add_argument(
-        '--keep-heap', action='store_true', help=keep_heap_help)
-
-
-def setup_host(args) -> str:
-    """Apply ``--keep-heap`` (this may re-run the script) and ``--threads``;
-    returns how the allocator runs, for the header."""
-    heap = 'default allocator'
-    if args.keep_heap:
-        keep_heap()
-        heap = 'heap kept (' + ', '.join(
-            f'{k}={v}' for k, v in _KEEP_HEAP_ENV.items()) + ')'
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    return heap
 
 
 class SRAttention(nn.Module):
@@ -173,67 +125,6 @@ class Released(nn.Module):
 
     def forward(self, x, hw):
         return self.module(x, H=hw[0], W=hw[1])
-
-
-def _saved_bytes(step) -> int:
-    """Bytes of distinct storages autograd saves during ``step()``."""
-    seen = {}
-
-    def pack(t):
-        try:
-            s = t.untyped_storage()
-            seen[s.data_ptr()] = s.nbytes()
-        except RuntimeError:
-            pass
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        step()
-    return sum(seen.values())
-
-
-def _sync(device):
-    if device.type == 'cuda':
-        torch.cuda.synchronize()
-
-
-def _memory(step, device):
-    """Memory (bytes) of one ``step()``: on CUDA the peak allocated above
-    what was before, on CPU what autograd saves."""
-    if device.type == 'cuda':
-        torch.cuda.empty_cache()
-        base = torch.cuda.memory_allocated()
-        torch.cuda.reset_peak_memory_stats()
-        step()
-        _sync(device)
-        return torch.cuda.max_memory_allocated() - base
-    return _saved_bytes(step)
-
-
-def timed(step, device):
-    """Seconds of one ``step()``, the device synchronised around it."""
-    _sync(device)
-    t0 = time.perf_counter()
-    step()
-    _sync(device)
-    return time.perf_counter() - t0
-
-
-def measure(variants, make_step, device, iters, warmup):
-    """Median seconds per step and memory (bytes) per variant."""
-    steps = OrderedDict((k, make_step(m)) for k, m in variants.items())
-    mem = OrderedDict()
-    for name, step in steps.items():
-        for _ in range(warmup):
-            step()
-        _sync(device)
-        mem[name] = _memory(step, device)
-    times = {k: [] for k in steps}
-    for _ in range(iters):
-        for name, step in steps.items():
-            times[name].append(timed(step, device))
-    return OrderedDict(
-        (k, (statistics.median(times[k]), mem[k])) for k in steps)
 
 
 def report(title, results, baseline, batch, extra_ratios=()):

@@ -6,7 +6,9 @@ At each sequence length, in one run, variants interleaved round by round
 and q / k / v / output projections, causal:
 
 - ``mc-<aggregation>``: :class:`MemoryCachingAttention` (linear memory,
-  segments of ``--segment-size``);
+  segments of ``--segment-size``), ``kernel='auto'`` (flash-linear-attention
+  on CUDA where installed); ``--kernels auto torch`` adds
+  ``mc-<aggregation>-torch``, the PyTorch path, beside it;
 - ``sdpa``: softmax attention, ``F.scaled_dot_product_attention``;
 - ``loop``: :func:`memory_caching_reference_layer` (a Python loop over
   tokens) at the lengths in ``--loop-lengths`` only, timed once.
@@ -20,7 +22,7 @@ fixed N against the length (linear in L, where attention is quadratic).
 Example::
 
     python tools/analysis/benchmark_mc.py --threads 1
-    python tools/analysis/benchmark_mc.py --device cuda --loop-lengths
+    python tools/analysis/benchmark_mc.py --device cuda --kernels auto torch
 """
 import argparse
 import os.path as osp
@@ -33,7 +35,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from benchmark_grc import measure, timed  # noqa: E402
+from benchmark_utils import add_host_args, measure, setup_host, timed  # noqa
 
 from mmcached.models.layers.memory_caching import \
     MemoryCachingAttention  # noqa: E402
@@ -57,6 +59,12 @@ def parse_args():
         help='lengths at which the per-token loop is timed '
         '(once each)')
     p.add_argument('--aggregations', nargs='+', default=['grm'])
+    p.add_argument(
+        '--kernels',
+        nargs='+',
+        default=['auto'],
+        choices=['auto', 'torch', 'fla'],
+        help='MC kernel(s); the first is the one the ratios use')
     p.add_argument('--dim', type=int, default=256)
     p.add_argument('--heads', type=int, default=4)
     p.add_argument('--batch-size', type=int, default=1)
@@ -74,7 +82,7 @@ def parse_args():
         '(0: skip it)')
     p.add_argument('--iters', type=int, default=3)
     p.add_argument('--warmup', type=int, default=1)
-    p.add_argument('--threads', type=int, default=None)
+    add_host_args(p)
     return p.parse_args()
 
 
@@ -107,28 +115,28 @@ def make_step(module, x, fn=None):
     return step
 
 
-def _mc(D, H, C, agg, device):
+def _mc(D, H, C, agg, device, kernel='auto'):
     kw = {'top_k': 2} if agg == 'ssc' else {}
     return MemoryCachingAttention(
-        D, H, segment_size=C, aggregation=agg, **kw).to(device)
+        D, H, segment_size=C, aggregation=agg, kernel=kernel, **kw).to(device)
 
 
 def main():
     args = parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    heap = setup_host(args)
     device = torch.device(args.device)
     D, H = args.dim, args.heads
     torch.manual_seed(0)
     layers = OrderedDict()
     for agg in args.aggregations:
-        kw = dict(top_k=2) if agg == 'ssc' else {}
-        layers[f'mc-{agg}'] = MemoryCachingAttention(
-            D, H, segment_size=args.segment_size, aggregation=agg,
-            **kw).to(device)
+        for kernel in args.kernels:
+            name = f'mc-{agg}' + ('' if kernel == 'auto' else f'-{kernel}')
+            layers[name] = _mc(D, H, args.segment_size, agg, device, kernel)
     sdpa = SoftmaxAttention(D, H).to(device)
     mem_kind = 'peak MiB' if device.type == 'cuda' else 'saved MiB'
-    print(f'device {device}, threads {torch.get_num_threads()}, batch '
+    where = torch.cuda.get_device_name(device) if device.type == 'cuda' \
+        else f'threads {torch.get_num_threads()}, {heap}'
+    print(f'device {device} ({where}), torch {torch.__version__}, batch '
           f'{args.batch_size}, dim {D}, heads {H}, segments of '
           f'{args.segment_size}; forward+backward, median of {args.iters}')
     head = '| L | N | ' + ' | '.join(
@@ -172,7 +180,8 @@ def main():
         for C in (2048, 1024, 512, 256, 128, 64):
             if C > L:
                 continue
-            variants[C] = _mc(D, H, C, args.aggregations[0], device)
+            variants[C] = _mc(D, H, C, args.aggregations[0], device,
+                              args.kernels[0])
         res = measure(variants, partial(make_step, x=x), device, args.iters,
                       args.warmup)
         for C, (t, m) in res.items():
@@ -192,7 +201,8 @@ def main():
                 continue
             x = torch.randn(
                 args.batch_size, L, D, device=device, requires_grad=True)
-            m = _mc(D, H, L // N, args.aggregations[0], device)
+            m = _mc(D, H, L // N, args.aggregations[0], device,
+                    args.kernels[0])
             res = measure(
                 OrderedDict(mc=m, sdpa=sdpa), partial(make_step, x=x), device,
                 args.iters, args.warmup)

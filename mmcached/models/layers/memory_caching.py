@@ -41,6 +41,7 @@ MEMORIES = ('linear', 'deep')
 SEGMENTATIONS = ('constant', 'logarithmic', 'uniform')
 SEGMENT_STARTS = ('checkpoint', 'restart')
 AGGREGATIONS = ('residual', 'grm', 'soup', 'ssc')
+KERNELS = ('auto', 'torch', 'fla')
 
 Theta = Tuple[torch.Tensor, torch.Tensor]  # deep memory (W_in, W_out)
 
@@ -234,6 +235,13 @@ class MemoryCachingAttention(BaseCacheLayer):
             intra-segment computation (exact for any value). Default 64.
         linear_form (str): linear memory only: ``'auto'`` (default),
             ``'state'`` (O(L N d^2)) or ``'token'`` (O(L^2 d)).
+        kernel (str): linear memory, state form: what computes the
+            within-segment read and the segment states on CUDA.
+            ``'auto'`` (default): flash-linear-attention's chunked kernels
+            where ``fla-core`` is installed, else PyTorch; ``'fla'``: the
+            same, but an error at build time if fla cannot be used;
+            ``'torch'``: always PyTorch. CPU and float64 inputs always take
+            PyTorch (see :mod:`.memory_caching_fla` for the limits).
         qkv_bias (bool): bias of the own q / k / v / u projections.
         host_projections (bool): use the host's q / k / v / output
             projections instead of owning them. Default False.
@@ -260,6 +268,7 @@ class MemoryCachingAttention(BaseCacheLayer):
                  deep_expansion: int = 4,
                  block_size: int = 64,
                  linear_form: str = 'auto',
+                 kernel: str = 'auto',
                  qkv_bias: bool = True,
                  host_projections: bool = False,
                  init_cfg=None):
@@ -269,6 +278,17 @@ class MemoryCachingAttention(BaseCacheLayer):
         _check_choice('segment_start', segment_start, SEGMENT_STARTS)
         _check_choice('aggregation', aggregation, AGGREGATIONS)
         _check_choice('linear_form', linear_form, ('auto', 'state', 'token'))
+        _check_choice('kernel', kernel, KERNELS)
+        if kernel == 'fla':
+            from .memory_caching_fla import fla_available
+            if memory != 'linear':
+                raise ValueError("kernel='fla' serves memory='linear' only, "
+                                 f'got memory={memory!r}')
+            if not fla_available():
+                raise ValueError(
+                    "kernel='fla' needs CUDA and flash-linear-attention's "
+                    "kernels ('pip install fla-core'); use kernel='auto' to "
+                    'take them only where they can run')
         if int(embed_dims) < 1 or int(num_heads) < 1 or \
                 embed_dims % num_heads:
             raise ValueError(f'num_heads ({num_heads}) must divide embed_dims '
@@ -323,6 +343,7 @@ class MemoryCachingAttention(BaseCacheLayer):
         self.inner_lr = float(inner_lr)
         self.block_size = int(block_size)
         self.linear_form = linear_form
+        self.kernel = kernel
         self.host_projections = bool(host_projections)
 
         D, H, d = self.embed_dims, self.num_heads, self.head_dims
@@ -453,7 +474,8 @@ class MemoryCachingAttention(BaseCacheLayer):
             chunk_size=self.chunk_size,
             inner_lr=self.inner_lr,
             block_size=self.block_size,
-            linear_form=self.linear_form)
+            linear_form=self.linear_form,
+            kernel=self.kernel)
 
     def extra_repr(self) -> str:
         s = (f'embed_dims={self.embed_dims}, num_heads={self.num_heads}, '

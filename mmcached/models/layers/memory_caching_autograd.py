@@ -20,25 +20,25 @@ import torch
 Blocks = Sequence[Tuple[int, int, int]]  # (row start, row end, columns)
 
 
-def row_blocks(seg_tok: torch.Tensor,
+def row_blocks(seg_lens: Sequence[int],
+               first_seg: int,
                n_cached: int,
                min_rows: int = 256) -> List[Tuple[int, int, int]]:
     """Row blocks of at least ``min_rows`` tokens (whole segments), each with
     the number of cached states its tokens may read: tokens of (global)
-    segment s read n < s. ``seg_tok`` (L,): global segment of each token."""
+    segment s read n < s. ``seg_lens``: the lengths of the rows' segments,
+    the first of which is global segment ``first_seg``. Plain Python on the
+    lengths, so that no device tensor is read back (a CUDA sync)."""
     if n_cached == 0:
         return []
-    segs = seg_tok.tolist()
-    blocks, start = [], 0
-    L = len(segs)
-    while start < L:
-        end = min(start + min_rows, L)
-        while end < L and segs[end] == segs[end - 1]:
-            end += 1  # whole segments only
-        ncols = min(segs[end - 1], n_cached)
-        if ncols > 0:
-            blocks.append((start, end, ncols))
-        start = end
+    blocks, start, end = [], 0, 0
+    for i, n in enumerate(seg_lens):
+        end += n
+        if end - start >= min_rows or i == len(seg_lens) - 1:
+            ncols = min(first_seg + i, n_cached)
+            if ncols > 0:
+                blocks.append((start, end, ncols))
+            start = end
     return blocks
 
 

@@ -39,6 +39,7 @@ import torch.nn.functional as F
 
 from .memory_caching import gelu_grad, segment_lengths
 from .memory_caching_autograd import row_blocks, weighted_read
+from .memory_caching_fla import fla_segments, fla_usable
 
 #: ``linear_form='auto'`` takes the token form only up to this many tokens
 TOKEN_FORM_MAX_LENGTH = 4096
@@ -87,6 +88,12 @@ def _piece_segments(length: int, offset: int, opts: dict) -> List[int]:
         segment_lengths(length - first, 'constant', C)
 
 
+def _to(t: torch.Tensor, device) -> torch.Tensor:
+    """An index tensor made on the CPU, on ``device`` without waiting for
+    the device (a plain ``.to`` synchronises with the CUDA stream)."""
+    return t.to(device, non_blocking=True)
+
+
 class _Blocks:
     """Each segment cut into blocks of at most ``size`` tokens on a grid that
     starts at the segment start (the first segment may start ``offset``
@@ -114,27 +121,29 @@ class _Blocks:
         self.n, self.c = len(lens), max(lens) if lens else 1
         self.lens = lens
         self.ends = ends  # each block's end, counted from its segment start
-        self.seg = torch.tensor(seg, dtype=torch.long, device=device)
-        self.seg_first = torch.tensor(first, dtype=torch.long, device=device)
+        self.seg = _to(torch.tensor(seg, dtype=torch.long), device)
+        self.seg_first = first
         self.seg_last = last
         slots = [b - first[s] for b, s in enumerate(seg)]
-        self.num_segs, self.num_slots = len(seg_lens), max(slots, default=0) + 1
+        self.num_segs = len(seg_lens)
+        self.num_slots = max(slots, default=0) + 1
         # every segment has num_slots blocks: the grid is a view
         self.grid_trivial = len(lens) == self.num_segs * self.num_slots
         if not self.grid_trivial:
             cell = torch.tensor(seg) * self.num_slots + torch.tensor(slots)
             grid = torch.full((self.num_segs * self.num_slots, ), len(lens))
             grid[cell] = torch.arange(len(lens))
-            self.cell, self.grid = cell.to(device), grid.to(device)
+            self.cell, self.grid = _to(cell, device), _to(grid, device)
         self.trivial = all(n == self.c for n in lens)
         if not self.trivial:
             ar = torch.arange(self.c)
             idx = torch.tensor(starts)[:, None] + ar
             idx = torch.where(ar < torch.tensor(lens)[:, None], idx, pos)
-            self.idx = idx.to(device)
-            self.tok = torch.cat([
-                b * self.c + torch.arange(n) for b, n in enumerate(lens)
-            ]).to(device)
+            self.idx = _to(idx, device)
+            self.tok = _to(
+                torch.cat([
+                    b * self.c + torch.arange(n) for b, n in enumerate(lens)
+                ]), device)
 
     def to_blocks(self, x: torch.Tensor) -> torch.Tensor:
         B, H = x.shape[:2]
@@ -218,11 +227,12 @@ def _layout(L, opts, state, device):
     seg_lens = _piece_segments(L, offset, opts)
     Np = 0 if state is None else state.cached_keys.shape[2]
     S = len(seg_lens)
-    seg_tok = torch.repeat_interleave(
-        torch.arange(S, device=device), torch.tensor(seg_lens,
-                                                     device=device)) + Np
+    # made on the CPU: built on a GPU, repeat_interleave would sync
+    seg_tok = torch.repeat_interleave(torch.arange(S),
+                                      torch.tensor(seg_lens)) + Np
     Nc = Np + S - 1  # the piece's last segment is never read as cached
-    valid = torch.arange(Nc, device=device)[None] < seg_tok[:, None]
+    valid = _to(torch.arange(Nc)[None] < seg_tok[:, None], device)
+    seg_tok = _to(seg_tok, device)
     if opts['segmentation'] != 'constant':  # one pass: nothing continues
         last_complete = True
     else:
@@ -266,8 +276,11 @@ def _linear(q, k, v, u, opts, state, return_state):
         token_cost = 2 * L * L * d + L * Np * d * d + L * d * d
         form = 'token' if token_cost < state_cost and \
             L <= TOKEN_FORM_MAX_LENGTH else 'state'
-    need_states = form == 'state' or return_state
-    if need_states:
+    use_fla = form == 'state' and opts['kernel'] != 'torch' and \
+        fla_usable(q) and not torch.jit.is_tracing()  # FLOPs: count ours
+    if use_fla:  # the online read and segment states from fla's kernels
+        online, seg_states = fla_segments(q, k, v, seg_lens, S0)
+    elif form == 'state' or return_state:
         Sb = Kb.transpose(-1, -2) @ Vb  # block states K^T V
         seg_states = blocks.seg_sum(Sb)
         if cont:
@@ -275,15 +288,19 @@ def _linear(q, k, v, u, opts, state, return_state):
                 [seg_states[:, :, :1] + S0[:, :, None], seg_states[:, :, 1:]],
                 2)
     if form == 'state':
-        prefix = blocks.seg_prefix(Sb)
-        if cont:
-            first = (blocks.seg == 0).to(q.dtype)[:, None, None]
-            prefix = prefix + first * S0[:, :, None]
-        intra = (Qb @ Kb.transpose(-1, -2)).tril() @ Vb
-        online = blocks.from_blocks(intra + Qb @ prefix)
+        if not use_fla:
+            prefix = blocks.seg_prefix(Sb)
+            if cont:
+                first = (blocks.seg == 0).to(q.dtype)[:, None, None]
+                prefix = prefix + first * S0[:, :, None]
+            # causal within the block: a mask product (tril is slower on CPU)
+            causal = torch.ones(
+                blocks.c, blocks.c, dtype=q.dtype, device=q.device).tril()
+            intra = ((Qb @ Kb.transpose(-1, -2)) * causal) @ Vb
+            online = blocks.from_blocks(intra + Qb @ prefix)
         cached = weighted_read(q, W,
                                torch.cat([prev, seg_states], 2)[:, :, :Nc],
-                               row_blocks(seg_tok, Nc))
+                               row_blocks(seg_lens, Np, Nc))
         y = g_on[..., None] * online + cached
     else:
         # A[t, j] = weight of token j's write for reader t
@@ -293,8 +310,8 @@ def _linear(q, k, v, u, opts, state, return_state):
         A = Wx.index_select(-1, seg_tok).tril()
         y = (A * (q @ k.transpose(-1, -2))) @ v
         if Np:
-            y = y + weighted_read(q, W[..., :Np], prev, row_blocks(
-                seg_tok, Np))
+            y = y + weighted_read(q, W[..., :Np], prev,
+                                  row_blocks(seg_lens, Np, Np))
         if cont:  # the continuing segment's earlier tokens, as a state
             y = y + Wx[..., Np:Np + 1] * (q @ S0)
     new_state = None
@@ -341,7 +358,7 @@ def _deep(q, k, v, u, opts, state, return_state, w_in, w_out):
                                     Fh), w_out.to(q.dtype).expand(B, H, Fh, d))
     anchor = state.online if state is not None else init
     partial = state.partial if cont else None
-    seg_first = set(blocks.seg_first.tolist())
+    seg_first = set(blocks.seg_first)
     seg_end = {
         blk: s
         for s, blk in enumerate(blocks.seg_last) if s < S - 1 or last_complete
@@ -390,7 +407,7 @@ def _deep(q, k, v, u, opts, state, return_state, w_in, w_out):
     c_in, c_out = (s[:, :, :Nc] for s in stacked)
     z_on = blocks.from_blocks(online_first(Qb))
     if opts['aggregation'] == 'soup':
-        rows = row_blocks(seg_tok, Nc)
+        rows = row_blocks(seg_lens, Np, Nc)
         z = g_on[..., None] * z_on + weighted_read(q, g, c_in, rows)
         a = F.gelu(z)
         y = q + g_on[..., None] * blocks.from_blocks(
@@ -403,7 +420,7 @@ def _deep(q, k, v, u, opts, state, return_state, w_in, w_out):
         if Nc:  # cached reads q + gelu(q W_in^(n)) W_out^(n)
             y = y + g.sum(
                 -1, keepdim=True) * q + _deep_cached_read(
-                    q, g, c_in, c_out, row_blocks(seg_tok, Nc))
+                    q, g, c_in, c_out, row_blocks(seg_lens, Np, Nc))
     new_state = None
     if return_state:
         n_done = S if last_complete else S - 1

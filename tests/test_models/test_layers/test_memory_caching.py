@@ -15,6 +15,7 @@ from mmcached.models.layers.memory_caching import (MemoryCachingAttention,
                                                    gate_weights,
                                                    segment_lengths)
 from mmcached.models.layers.memory_caching_chunked import memory_caching
+from mmcached.models.layers.memory_caching_fla import fla_available
 from mmcached.models.layers.memory_caching_reference import (
     memory_caching_reference, memory_caching_reference_layer)
 
@@ -33,7 +34,8 @@ def _opts(**kw):
         chunk_size=1,
         inner_lr=1.0,
         block_size=64,
-        linear_form='state')
+        linear_form='state',
+        kernel='auto')
     opts.update(kw)
     return opts
 
@@ -405,6 +407,10 @@ def test_fast_equals_loop(memory, aggregation, start, causal):
     the reference loop's, for L = 11 with segments of 4 (the last one 3
     long): linear in both forms, deep with exact per-token updates (chunk
     1) and with chunks of 3 (against the loop of that same math)."""
+    _check_fast_equals_loop(memory, aggregation, start, causal, 'cpu')
+
+
+def _check_fast_equals_loop(memory, aggregation, start, causal, device):
     variants = [dict(linear_form='state', block_size=3),
                 dict(linear_form='token')] if memory == 'linear' else \
         [dict(chunk_size=1), dict(chunk_size=3, inner_lr=0.5)]
@@ -415,9 +421,10 @@ def test_fast_equals_loop(memory, aggregation, start, causal):
             segment_start=start,
             causal=causal,
             segment_size=4,
-            **extra)
-        x = torch.randn(2, 11, 8, dtype=torch.float64, requires_grad=True)
-        w = torch.randn(2, 11, 8, dtype=torch.float64)
+            **extra).to(device)
+        x = torch.randn(
+            2, 11, 8, dtype=torch.float64, device=device, requires_grad=True)
+        w = torch.randn(2, 11, 8, dtype=torch.float64, device=device)
         params = [x] + list(layer.parameters())
         y = layer(x)
         grads = torch.autograd.grad((y * w).sum(), params)
@@ -475,8 +482,11 @@ def test_weighted_read_node_gradcheck():
     valid = torch.arange(N)[None] < seg[:, None]
     g = (torch.rand(1, 2, L, N, dtype=torch.float64) * valid).requires_grad_()
     W = torch.randn(1, 2, N, a, b, dtype=torch.float64, requires_grad=True)
-    blocks = mc_autograd.row_blocks(seg, N, min_rows=2)
-    assert len(blocks) > 1
+    blocks = mc_autograd.row_blocks([3, 3, 3], 0, N, min_rows=2)
+    assert blocks == [(3, 6, 1), (6, 9, 2)]
+    # rows of a continued stream: global segments 2, 3, 4; two per block
+    assert mc_autograd.row_blocks([2, 2, 1], 2, 3, min_rows=3) == \
+        [(0, 4, 3), (4, 5, 3)]
     assert torch.autograd.gradcheck(
         lambda *t: mc_autograd.weighted_read(*t, blocks), (x, g, W))
     dense = ((g[..., None] * x[..., None, :]).flatten(-2) @ W.flatten(2, 3))
@@ -727,3 +737,155 @@ def test_flops_count_the_deep_memory():
             proj
         assert flops[L] > proj  # the mixing outweighs the projections here
     assert flops[64] > 2 * flops[32]
+
+
+# --------------------------------------------------------------------------
+# CUDA, and flash-linear-attention's kernels (skipped without them)
+# --------------------------------------------------------------------------
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
+needs_fla = pytest.mark.skipif(
+    not fla_available(), reason='needs CUDA and fla-core')
+
+
+@cuda
+@pytest.mark.parametrize('memory,aggregation,start,causal', [
+    ('linear', 'grm', 'checkpoint', True),
+    ('linear', 'ssc', 'restart', False),
+    ('linear', 'residual', 'checkpoint', False),
+    ('deep', 'grm', 'checkpoint', True),
+    ('deep', 'soup', 'restart', False),
+])
+def test_cuda_equals_loop(memory, aggregation, start, causal):
+    """On the GPU in float64 (the PyTorch path): outputs and gradients
+    equal the reference loop's."""
+    _check_fast_equals_loop(memory, aggregation, start, causal, 'cuda')
+
+
+def _fla_twins(seed=0, **kw):
+    """The same float32 CUDA layer with kernel='fla' and kernel='torch'."""
+    kw.setdefault('linear_form', 'state')
+    layers = []
+    for kernel in ('fla', 'torch'):
+        torch.manual_seed(seed)
+        layer = MemoryCachingAttention(64, 4, kernel=kernel, **kw)
+        layer.init_weights()
+        layers.append(layer.cuda())
+    return layers
+
+
+def _outputs_and_grads(layer, x, w):
+    x = x.clone().requires_grad_()
+    y = layer(x)
+    grads = torch.autograd.grad((y * w).sum(), [x] + list(layer.parameters()))
+    return [y.detach()] + list(grads)
+
+
+@needs_fla
+@pytest.mark.parametrize('aggregation,start,segmentation,causal', [
+    ('grm', 'checkpoint', 'constant', True),
+    ('residual', 'restart', 'constant', False),
+    ('ssc', 'checkpoint', 'uniform', False),
+    ('soup', 'restart', 'logarithmic', True),
+])
+def test_fla_equals_torch(aggregation, start, segmentation, causal):
+    """kernel='fla' against the PyTorch path: outputs and gradients (input
+    and every parameter) of a float32 layer (d = 16, 203 tokens: segments
+    of 64 with a last one of 11, or 3 uniform ones, or logarithmic ones)
+    within TF32's error of the float64 result, as close as the PyTorch
+    path's own float32 result is, up to TF32's 10-bit mantissa."""
+    seg = dict(
+        constant=dict(segment_size=64),
+        uniform=dict(segmentation='uniform', num_segments=3),
+        logarithmic=dict(segmentation='logarithmic'))[segmentation]
+    kw = dict(aggregation=aggregation, segment_start=start, causal=causal)
+    if aggregation == 'ssc':
+        kw['top_k'] = 1
+    fla, plain = _fla_twins(**kw, **seg)
+    x = torch.randn(2, 203, 64, device='cuda')
+    w = torch.randn(2, 203, 64, device='cuda')
+    exact = _outputs_and_grads(plain.double(), x.double(), w.double())
+    plain.float()
+    tf32 = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        ours = _outputs_and_grads(plain, x, w)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+    theirs = _outputs_and_grads(fla, x, w)
+    for a, b, e in zip(theirs, ours, exact):
+        scale = e.abs().max().clamp_min(1e-6)
+        assert ((b.double() - e).abs().max() / scale) < 1e-4
+        assert ((a.double() - e).abs().max() / scale) < 5e-3
+
+
+@needs_fla
+def test_fla_stream_equals_one_pass():
+    """Streaming with the fla kernels (pieces ending inside segments carry
+    their state in as fla's initial state) gives the one-pass output."""
+    fla, _ = _fla_twins(segment_size=32)
+    x = torch.randn(2, 150, 64, device='cuda')
+    with torch.no_grad():
+        whole = fla(x)
+        state, parts = None, []
+        for piece in x.split([17, 40, 64, 29], dim=1):
+            y, state = fla.stream(piece, state)
+            parts.append(y)
+    assert (torch.cat(parts, 1) - whole).abs().max() < \
+        5e-3 * whole.abs().max()
+
+
+@cuda
+@pytest.mark.parametrize('dtype', (torch.bfloat16, torch.float16))
+@pytest.mark.parametrize('memory', ('linear', 'deep'))
+def test_cuda_autocast_no_nan(dtype, memory):
+    """CUDA autocast: half-precision projections, float32 mixing (fla's
+    kernels where installed): finite, close to float32, finite gradients."""
+    torch.manual_seed(0)
+    layer = MemoryCachingAttention(
+        64, 4, memory=memory, segment_size=32, causal=False).cuda()
+    layer.init_weights()
+    x = torch.randn(2, 150, 64, device='cuda')
+    ref = layer(x)
+    with torch.autocast('cuda', dtype=dtype):
+        y = layer(x)
+    y.float().sum().backward()
+    assert y.dtype == dtype
+    assert torch.isfinite(y.float()).all()
+    assert (y.float() - ref).abs().max() < 0.05 * ref.abs().max() + 1e-3
+    assert all(torch.isfinite(p.grad).all() for p in layer.parameters())
+
+
+@cuda
+@pytest.mark.parametrize('kw', [
+    dict(kernel='torch'),
+    dict(kernel='torch', linear_form='token', segment_size=4),
+    dict(kernel='torch', segmentation='uniform', num_segments=3,
+         segment_size=None, causal=False),
+    dict(memory='deep', chunk_size=8),
+])
+def test_cuda_step_does_not_sync(kw):
+    """Forward and backward on the GPU never wait for it (no tensor read
+    back), so the host keeps queueing kernels ahead: index tensors are made
+    on the CPU and sent without a sync, row blocks come from Python."""
+    kw = dict(dict(segment_size=16), **kw)
+    layer = MemoryCachingAttention(64, 4, **kw).cuda()
+    x = torch.randn(2, 100, 64, device='cuda', requires_grad=True)
+    layer(x).sum().backward()  # first calls may compile and sync
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode('error')
+    try:
+        layer(x).sum().backward()
+    finally:
+        torch.cuda.set_sync_debug_mode('default')
+
+
+def test_fla_kernel_errors():
+    """kernel must be one of the three; 'fla' serves the linear memory and
+    fails at build time where it cannot run."""
+    with pytest.raises(ValueError, match='kernel must be one of'):
+        MemoryCachingAttention(8, 2, kernel='triton')
+    with pytest.raises(ValueError, match="serves memory='linear' only"):
+        MemoryCachingAttention(8, 2, memory='deep', kernel='fla')
+    if not fla_available():
+        with pytest.raises(ValueError, match='pip install fla-core'):
+            MemoryCachingAttention(8, 2, kernel='fla')
