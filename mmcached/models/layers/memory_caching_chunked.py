@@ -171,8 +171,7 @@ class _Blocks:
         earlier = torch.ones(R, R, dtype=x.dtype, device=x.device).tril(-1)
         # expanded to the grid's batch dims, so that the FLOP counter counts
         # every product (it reads a broadcast matmul's batch off the left)
-        prefix = (earlier.expand(grid.shape[:3] + (R, R)) @ grid).flatten(
-            2, 3)
+        prefix = (earlier.expand(grid.shape[:3] + (R, R)) @ grid).flatten(2, 3)
         if not self.grid_trivial:
             prefix = prefix[:, :, self.cell]
         return prefix.reshape(x.shape)

@@ -50,11 +50,11 @@ def fla_usable(q: torch.Tensor) -> bool:
 
 
 def fla_segments(
-        q: torch.Tensor,
-        k: torch.Tensor,
-        v: torch.Tensor,
-        seg_lens: List[int],
-        initial: Optional[torch.Tensor] = None
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    seg_lens: List[int],
+    initial: Optional[torch.Tensor] = None
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """Within-segment linear attention and segment states.
 
@@ -74,9 +74,9 @@ def fla_segments(
 
     h0 = None
     if initial is not None:
-        h0 = torch.cat([initial[:, None],
-                        initial.new_zeros(B, S - 1, H, d, d)], 1).flatten(
-                            0, 1)
+        h0 = torch.cat(
+            [initial[:, None],
+             initial.new_zeros(B, S - 1, H, d, d)], 1).flatten(0, 1)
     y, states = chunk_simple_gla(
         flat(q),
         flat(k),
@@ -86,5 +86,6 @@ def fla_segments(
         output_final_state=True,
         cu_seqlens=cu.to(q.device, non_blocking=True),
         cu_seqlens_cpu=cu)
-    return (y.reshape(B, L, H, d).transpose(1, 2),
-            states.reshape(B, S, H, d, d).transpose(1, 2))
+    return (y.reshape(B, L, H,
+                      d).transpose(1, 2), states.reshape(B, S, H, d,
+                                                         d).transpose(1, 2))

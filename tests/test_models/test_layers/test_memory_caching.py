@@ -711,8 +711,8 @@ def test_flops_count_the_cost_model():
         N, R = L // C, C // b
         proj = L * D * 3 * D + L * D * D + L * D * D  # qkv, u, out
         gates = H * L * (N - 1) * d
-        blocks = H * (L * d * d + 2 * L * b * d + L * d * d +
-                      N * R * R * (d + d * d))
+        blocks = H * (
+            L * d * d + 2 * L * b * d + L * d * d + N * R * R * (d + d * d))
         # one row block of 256 rows here: every token reads N - 1 states
         cached = H * L * (N - 1) * d * d
         assert _mc_flops(L, C) == proj + gates + blocks + cached, L
@@ -859,8 +859,12 @@ def test_cuda_autocast_no_nan(dtype, memory):
 @pytest.mark.parametrize('kw', [
     dict(kernel='torch'),
     dict(kernel='torch', linear_form='token', segment_size=4),
-    dict(kernel='torch', segmentation='uniform', num_segments=3,
-         segment_size=None, causal=False),
+    dict(
+        kernel='torch',
+        segmentation='uniform',
+        num_segments=3,
+        segment_size=None,
+        causal=False),
     dict(memory='deep', chunk_size=8),
 ])
 def test_cuda_step_does_not_sync(kw):
