@@ -11,7 +11,9 @@ and q / k / v / output projections, causal:
   ``mc-<aggregation>-torch``, the PyTorch path, beside it;
 - ``sdpa``: softmax attention, ``F.scaled_dot_product_attention``;
 - ``loop``: :func:`memory_caching_reference_layer` (a Python loop over
-  tokens) at the lengths in ``--loop-lengths`` only, timed once.
+  tokens) at the lengths in ``--loop-lengths`` only, the median of
+  ``--loop-iters`` runs (its time moves with the machine's state: it is
+  bound by Python's per-op overhead, on one core whatever ``--threads``).
 
 Memory: on CUDA the peak allocated during the step; on CPU the bytes of
 tensors autograd saves for backward (torch keeps no CPU allocator
@@ -26,6 +28,7 @@ Example::
 """
 import argparse
 import os.path as osp
+import statistics
 import sys
 from collections import OrderedDict
 from functools import partial
@@ -56,8 +59,8 @@ def parse_args():
         nargs='*',
         type=int,
         default=[2048],
-        help='lengths at which the per-token loop is timed '
-        '(once each)')
+        help='lengths at which the per-token loop is timed')
+    p.add_argument('--loop-iters', type=int, default=3)
     p.add_argument('--aggregations', nargs='+', default=['grm'])
     p.add_argument(
         '--kernels',
@@ -156,9 +159,9 @@ def main():
             cells += [f'{t:.4f}', f'{m / 2**20:.1f}']
         cells.append(f'{res["sdpa"][0] / t_mc:.2f}')
         if L in args.loop_lengths:
-            t_loop = timed(
-                make_step(layers[first], x, memory_caching_reference_layer),
-                device)
+            loop = make_step(layers[first], x, memory_caching_reference_layer)
+            t_loop = statistics.median(
+                timed(loop, device) for _ in range(args.loop_iters))
             cells += [f'{t_loop:.2f}', f'{t_loop / t_mc:.0f}']
         else:
             cells += ['-', '-']
