@@ -24,6 +24,10 @@ stated up front:
   otherwise. One Python loop over chunks (the weights depend on the previous
   chunk non-linearly), everything else batched over chunks. Cached reads
   O(L N F d), memory O(L N F) (F = hidden width).
+- On CUDA with ``fla-core`` installed (``kernel='auto'`` or ``'fla'``),
+  the linear memory's within-segment read and segment states come from
+  flash-linear-attention's kernels instead of the blocks below
+  (:mod:`.memory_caching_fla`: TF32, its limits).
 - Logarithmic and uniform segmentation: one pass only (their segments
   depend on the full length); streaming needs constant segments.
 - Half precision: the mixing runs in float32 (states are long sums).

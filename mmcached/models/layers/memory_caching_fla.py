@@ -10,8 +10,8 @@ states of :mod:`.memory_caching_chunked`; the gates, the cached read and
 the aggregation stay in PyTorch. The segments are passed to fla's chunked
 linear attention (``chunk_simple_gla`` without decay, the kernel behind
 its ``chunk_linear_attn``) as variable-length sequences (``cu_seqlens``,
-with their CPU copy so that fla reads no lengths back from the GPU), so
-any segment lengths work (the last one shorter, logarithmic, uniform).
+and the CPU copy fla accepts for planning its chunks), so any segment
+lengths work (the last one shorter, logarithmic, uniform).
 
 Limits, stated up front:
 
