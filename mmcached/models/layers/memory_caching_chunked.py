@@ -253,7 +253,7 @@ def _linear(q, k, v, u, opts, state, return_state):
         L, opts, state, q.device)
     cont = state is not None and offset > 0
     blocks = _Blocks(seg_lens, opts['block_size'], offset, q.device)
-    Qb, Kb, Vb = (blocks.to_blocks(t) for t in (q, k, v))
+    Kb = blocks.to_blocks(k)  # q and v in blocks only where used
     online_keys, seg_keys = _key_sums(Kb, blocks,
                                       state.online_keys if cont else None)
     prev_keys = state.cached_keys if state is not None else \
@@ -284,6 +284,7 @@ def _linear(q, k, v, u, opts, state, return_state):
     if use_fla:  # the online read and segment states from fla's kernels
         online, seg_states = fla_segments(q, k, v, seg_lens, S0)
     elif form == 'state' or return_state:
+        Vb = blocks.to_blocks(v)
         Sb = Kb.transpose(-1, -2) @ Vb  # block states K^T V
         seg_states = blocks.seg_sum(Sb)
         if cont:
@@ -299,6 +300,7 @@ def _linear(q, k, v, u, opts, state, return_state):
             # causal within the block: a mask product (tril is slower on CPU)
             causal = torch.ones(
                 blocks.c, blocks.c, dtype=q.dtype, device=q.device).tril()
+            Qb = blocks.to_blocks(q)
             intra = ((Qb @ Kb.transpose(-1, -2)) * causal) @ Vb
             online = blocks.from_blocks(intra + Qb @ prefix)
         cached = weighted_read(q, W,
