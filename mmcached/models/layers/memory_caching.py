@@ -36,6 +36,7 @@ from mmengine.model.weight_init import trunc_normal_
 
 from mmcached.registry import MODELS
 from .cache_layer import BaseCacheLayer
+from .memory_caching_fla import fla_available
 
 MEMORIES = ('linear', 'deep')
 SEGMENTATIONS = ('constant', 'logarithmic', 'uniform')
@@ -280,7 +281,6 @@ class MemoryCachingAttention(BaseCacheLayer):
         _check_choice('linear_form', linear_form, ('auto', 'state', 'token'))
         _check_choice('kernel', kernel, KERNELS)
         if kernel == 'fla':
-            from .memory_caching_fla import fla_available
             if memory != 'linear':
                 raise ValueError("kernel='fla' serves memory='linear' only, "
                                  f'got memory={memory!r}')

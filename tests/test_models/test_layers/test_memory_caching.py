@@ -20,10 +20,10 @@ from mmcached.models.layers.memory_caching_reference import (
     memory_caching_reference, memory_caching_reference_layer)
 
 AGGREGATIONS = ('residual', 'grm', 'soup', 'ssc')
+STARTS = ('checkpoint', 'restart')
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
 needs_fla = pytest.mark.skipif(
     not fla_available(), reason='needs CUDA and fla-core')
-STARTS = ('checkpoint', 'restart')
 
 
 def _opts(**kw):
@@ -793,8 +793,9 @@ def test_fla_equals_torch(aggregation, start, segmentation, causal):
     """kernel='fla' against the PyTorch path: outputs and gradients (input
     and every parameter) of a float32 layer (d = 16, 203 tokens: segments
     of 64 with a last one of 11, or 3 uniform ones, or logarithmic ones)
-    within TF32's error of the float64 result, as close as the PyTorch
-    path's own float32 result is, up to TF32's 10-bit mantissa."""
+    against the float64 result: within 5e-3 of its largest value (fla's
+    float32 products run in TF32), where the PyTorch path in float32 is
+    within 1e-4."""
     seg = dict(
         constant=dict(segment_size=64),
         uniform=dict(segmentation='uniform', num_segments=3),
