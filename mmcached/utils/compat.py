@@ -41,6 +41,13 @@ Applied once when ``mmcached`` is imported (each fix is idempotent):
   CPU"). None of these three has an extension point: each is a minimal,
   idempotent wrapper of the one function concerned.
 
+- **Isolated initialisation.** ``BaseModule.init_weights`` applies a
+  module's ``init_cfg`` (``TruncNormal`` on every ``Linear`` ...) to its
+  whole sub-tree; modules that set ``init_isolated = True`` (cache layers)
+  are skipped and initialise themselves, so adding them does not shift the
+  random draws of the rest of the model (:mod:`.init`). mmengine has no
+  extension point for it: we wrap the ``initialize`` it calls.
+
 Only load checkpoints you trust: like mmengine on torch < 2.6, a full
 checkpoint is unpickled.
 """
@@ -57,6 +64,7 @@ from mmengine.runner.checkpoint import CheckpointLoader
 
 from .checkpoint import load_local_checkpoint
 from .fileio import AtomicLocalBackend
+from .init import isolating_initialize
 
 _applied = False
 
@@ -155,4 +163,6 @@ def apply() -> None:
         setattr(dist_utils, name, cpu_safe_launcher(getattr(dist_utils, name)))
     MMDistributedDataParallel.__init__ = cpu_safe_ddp_init(
         MMDistributedDataParallel.__init__)
+    import mmengine.model.base_module as base_module
+    base_module.initialize = isolating_initialize(base_module.initialize)
     _applied = True

@@ -24,6 +24,7 @@ import torch.nn as nn
 from mmengine.config import ConfigDict
 from mmengine.utils import to_2tuple
 
+from mmcached.utils.init import detached, isolated_rng
 from ..layers.cache_layer import BaseCacheLayer, build_cache_layer
 from ..layers.cache_sync import launch_after_forward
 from ..layers.grc_attention import reset_caches
@@ -75,6 +76,22 @@ class CachedBackboneMixin:
         selected = select_layers(name, [len(s) for s in attentions],
                                  cached_stages, cached_layers)
         lens = check_cache_lens(name, cache_lens, default_lens)
+        # Built on a stream of their own: the draws of whatever is built
+        # after them (neck, heads) are those of the uncached twin.
+        with isolated_rng('mmcached.cache_layers.build'):
+            self._build_cache_layers(name, attentions, selected, lens,
+                                     cache_cfg, site)
+        self.cache_cfg = cache_cfg
+        self.cache_lens = lens
+        self.cached_layer_ids = [sorted(s) for s in selected]
+        self.reset_cache = reset_cache
+        # Under DDP, the cache updates of a forward leave in one collective
+        # when it ends, overlapped with the backward (cache_sync).
+        self.register_forward_hook(launch_after_forward)
+
+    @staticmethod
+    def _build_cache_layers(name, attentions, selected, lens, cache_cfg,
+                            site) -> None:
         for i, hosts in enumerate(attentions):
             for j in sorted(selected[i]):
                 host = hosts[j]
@@ -88,37 +105,45 @@ class CachedBackboneMixin:
                     raise type(e)(f'{name}: stage {i}, layer {j} (cache_lens['
                                   f'{i}]={lens[i]!r}): {msg}') from e
                 attach_cache(host, layer)
-        self.cache_cfg = cache_cfg
-        self.cache_lens = lens
-        self.cached_layer_ids = [sorted(s) for s in selected]
-        self.reset_cache = reset_cache
-        # Under DDP, the cache updates of a forward leave in one collective
-        # when it ends, overlapped with the backward (cache_sync).
-        self.register_forward_hook(launch_after_forward)
 
     def init_weights(self):
         """The base's init (from scratch or a Pretrained checkpoint, which
-        may lack cache keys), cache layers initialised too; with
-        ``reset_cache`` every cache is emptied afterwards."""
+        may lack cache keys) and each cache layer's own; with
+        ``reset_cache`` every cache is emptied afterwards.
+
+        For the same seed, every tensor the base shares with its uncached
+        twin gets the same initial value: the cache layers initialise
+        themselves on a stream of their own, and a from-scratch base init
+        runs with them out of the module tree (the bases' loops over
+        ``self.modules()`` would otherwise re-initialise them and shift
+        every later draw). A Pretrained base init, which draws nothing
+        that survives, sees them, so a cached checkpoint fills them."""
         layers = [m for m in self.modules() if isinstance(m, BaseCacheLayer)]
-        # The bases' init_weights do not all reach their children's, so the
-        # cache layers are initialised here first; a from-scratch base init
-        # may then re-initialise their Linear layers the same way, and a
-        # Pretrained one leaves the keys its checkpoint lacks as set here.
-        with _shared_init_record(self, bool(layers)):
+        with _shared_init_record(self, bool(layers)), \
+                isolated_rng('mmcached.cache_layers.init'):
             for m in layers:
                 m.init_weights()
         if isinstance(self.init_cfg, dict) and \
                 not isinstance(self.init_cfg, ConfigDict):
             # the bases read init_cfg.checkpoint as an attribute
             self.init_cfg = ConfigDict(self.init_cfg)
-        self.init_base_weights()
+        if _loads_checkpoint(self.init_cfg):
+            self.init_base_weights()
+        else:
+            with detached(self, lambda m: isinstance(m, BaseCacheLayer)):
+                self.init_base_weights()
         if self.reset_cache:
             reset_caches(self)
 
     def init_base_weights(self):
         """The base backbone's own ``init_weights``."""
         super().init_weights()
+
+
+def _loads_checkpoint(init_cfg) -> bool:
+    cfgs = init_cfg if isinstance(init_cfg, (list, tuple)) else [init_cfg]
+    return any(
+        isinstance(c, dict) and c.get('type') == 'Pretrained' for c in cfgs)
 
 
 class _shared_init_record:

@@ -52,10 +52,16 @@ class BaseCacheLayer(BaseModule):
             layer, so its state-dict prefix (``...attn.<name>.*``).
         replaces_host (bool): False for a mixing layer, True for a
             replacing one. Default: False.
+        init_isolated (bool): True: the layer is built and initialised on a
+            random stream of its own (the backbone does it) and its
+            ancestors' ``init_cfg`` does not reach it, so a cached model and
+            its uncached twin start from the same weights in every tensor
+            they share (:mod:`mmcached.utils.init`).
     """
 
     name: str = 'cache'
     replaces_host: bool = False
+    init_isolated: bool = True
 
     def reset_cache(self) -> None:
         """Empty the layer's cache, e.g. before fine-tuning on a new task.

@@ -210,3 +210,80 @@ def test_called_outside_the_backbone():
     attn = model.layers[0].attn
     attn(torch.randn(1, 1 + 3 * 5, 16), (3, 5))
     assert attn.toy.seen[-1] == ((1, 16, 16), (3, 5))
+
+
+# Cache layers that remove nothing of the host, on every backbone; Memory
+# Caching also where it removes nothing (ViT: no key reduction, no position
+# bias; elsewhere the uncached twin draws values for what it removes).
+TWIN_LAYERS = [(name, dict(type='GRCAttention')) for name in BACKBONES] + [
+    ('vit',
+     dict(
+         type='MemoryCachingAttention',
+         segmentation='uniform',
+         num_segments=2,
+         causal=False)),
+    ('pvt', dict(type='ToyMixingCache')),
+]
+
+
+@pytest.mark.parametrize('name,cache_cfg', TWIN_LAYERS)
+@pytest.mark.parametrize('seed', [0, 3])
+def test_twins_start_from_the_same_weights(name, cache_cfg, seed):
+    """For the same seed, a cached backbone and its uncached twin
+    (``cached_stages=[]``) hold the same value in every tensor they share,
+    after construction and after ``init_weights``, and leave the global
+    generator in the same state; the cache layers' own weights do not
+    depend on anything but the seed either."""
+    cls, _, kw, _ = BACKBONES[name]
+
+    def build(**extra):
+        torch.manual_seed(seed)
+        model = cls(cache_cfg=cache_cfg, **kw, **extra)
+        built = {k: v.clone() for k, v in model.state_dict().items()}
+        model.init_weights()
+        return model, built, torch.random.get_rng_state()
+
+    cached, cached_built, cached_rng = build()
+    plain, plain_built, plain_rng = build(cached_stages=[])
+    again, _, _ = build()
+    sd, plain_sd = cached.state_dict(), plain.state_dict()
+    shared = set(plain_sd)
+    assert shared < set(sd)
+    for k in shared:
+        assert torch.equal(cached_built[k], plain_built[k]), f'built: {k}'
+        assert torch.equal(sd[k], plain_sd[k]), f'initialised: {k}'
+    assert torch.equal(cached_rng, plain_rng)
+    for k, v in again.state_dict().items():
+        assert torch.equal(v, sd[k]), k
+    # the isolation hides nothing for good
+    assert set(cached.state_dict()) == set(sd)
+
+
+def test_twin_models_start_from_the_same_weights():
+    """Whole models as the Runner builds them, with a model-level init_cfg
+    (TruncNormal on every Linear) that walks into the backbone: the
+    classifier twins share their initial weights, and so do the Mask R-CNN
+    twins (neck and heads built and initialised after the backbone)."""
+    import os.path as osp
+
+    from mmengine.config import Config
+
+    from mmcached.utils.runner_model import build_runner_model
+    repo = osp.dirname(osp.dirname(osp.dirname(osp.dirname(__file__))))
+    for cached_cfg, plain_cfg in [
+        ('cached-vit-mini-p8_1xb64-40e_digits.py',
+         'vit-mini-p8_1xb64-40e_digits.py'),
+        ('mask-rcnn_cached-pvt-mini_fpn_1xb4-10e_shapes.py',
+         'mask-rcnn_pvt-mini_fpn_1xb4-10e_shapes.py'),
+    ]:
+        states = []
+        for file in (cached_cfg, plain_cfg):
+            cfg = Config.fromfile(osp.join(repo, 'configs', 'embedded', file))
+            torch.manual_seed(7)
+            model = build_runner_model(cfg)
+            model.init_weights()
+            states.append(model.state_dict())
+        cached, plain = states
+        assert set(plain) < set(cached)
+        differ = [k for k in plain if not torch.equal(cached[k], plain[k])]
+        assert not differ, (cached_cfg, differ[:5], len(differ))
