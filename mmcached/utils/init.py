@@ -44,8 +44,8 @@ def isolated_rng(tag: str) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def detached(module: nn.Module,
-             predicate: Callable[[nn.Module], bool]) -> Iterator[list]:
+def detached(module: nn.Module, predicate: Callable[[nn.Module],
+                                                    bool]) -> Iterator[list]:
     """Remove every descendant of ``module`` for which ``predicate`` holds
     (not its own descendants: the whole sub-tree goes) from the module tree
     for the duration of the block; yields the removed modules."""

@@ -92,8 +92,14 @@ def test_config_loads(path):
         assert backbone.get('cached_stages', None) is None
         layer = backbone.get('cache_cfg', {}).get('type', 'GRCAttention')
         assert layer == CACHE_LAYERS[prefix]
-        twin = osp.join(osp.dirname(path), name.replace(prefix, ''))
-        assert twin in CONFIGS, f'no uncached twin {twin}'
+        if _is_ablation(path):  # a variant of the config it is named after
+            ablated = osp.join(
+                osp.dirname(osp.dirname(path)),
+                name.rsplit('_', 1)[0] + '.py')
+            assert ablated in CONFIGS, f'no config {ablated} to ablate'
+        else:
+            twin = osp.join(osp.dirname(path), name.replace(prefix, ''))
+            assert twin in CONFIGS, f'no uncached twin {twin}'
         if cfg.default_scope == 'mmdet' and 'shapes' not in name:
             assert cfg.model.backbone.reset_cache is True
             assert cfg.model.backbone.init_cfg.prefix == 'backbone.'
@@ -102,7 +108,12 @@ def test_config_loads(path):
 
 
 # the name prefix of a config with a cache -> its cache layer
-CACHE_LAYERS = {'cached-': 'GRCAttention', 'mc-': 'MemoryCachingAttention'}
+# ('linear-': Memory Caching with one segment, MC's plain linear-memory twin)
+CACHE_LAYERS = {
+    'cached-': 'GRCAttention',
+    'mc-': 'MemoryCachingAttention',
+    'linear-': 'MemoryCachingAttention'
+}
 
 
 def _cache_prefix(name):
@@ -114,7 +125,16 @@ def _cache_prefix(name):
     return None
 
 
-TWINS = [p for p in CONFIGS if _cache_prefix(osp.basename(p))]
+def _is_ablation(path):
+    """configs/embedded/ablations/<config>_<what>.py: one change to
+    <config>, for tools/analysis/seed_study.py (no twin of its own)."""
+    return osp.basename(osp.dirname(path)) == 'ablations'
+
+
+TWINS = [
+    p for p in CONFIGS
+    if _cache_prefix(osp.basename(p)) and not _is_ablation(p)
+]
 
 
 @pytest.mark.parametrize('path', TWINS)
@@ -140,7 +160,8 @@ def test_twins_differ_only_in_cache(path):
     assert cached == plain
 
 
-CLS = [p for p in CONFIGS if 'in1k' in p or 'digits' in p]
+# classifiers: ImageNet and the embedded digits (not the digit canvases)
+CLS = [p for p in CONFIGS if re.search(r'in1k|_digits\.py$', p)]
 DET = [p for p in CONFIGS if p not in CLS]
 
 
@@ -152,7 +173,8 @@ def test_classifier(path):
     if LARGE.search(path):
         return
     # ImageNet models run on 64 px (any size works; 224 px is slow on CPU).
-    size = 64 if 'in1k' in path else cfg.model.backbone.img_size
+    size = 64 if 'in1k' in path else cfg.model.backbone.get(
+        'img_size', cfg.model.backbone.get('pretrain_img_size'))
     num_classes = cfg.model.head.num_classes
     torch.manual_seed(0)
     data = dict(

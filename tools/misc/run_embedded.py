@@ -5,7 +5,9 @@ time (how the figures in the docs were measured).
         configs/embedded/cached-vit-mini-p8_1xb64-40e_digits.py
 
 Writes ``<work_dir>/embedded_result.json`` with the metrics of the last
-validation, the training wall time and the number of threads used.
+validation, the training wall time, the number of threads, the seed and the
+last checkpoint. ``tools/analysis/seed_study.py`` runs it over seeds and
+twins.
 """
 import argparse
 import json
@@ -13,6 +15,8 @@ import os
 import os.path as osp
 import sys
 import time
+
+from mmengine.config import DictAction
 
 sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..', '..'))
 
@@ -26,7 +30,26 @@ def parse_args():
         type=int,
         help='override max_epochs (validates at the end)')
     parser.add_argument('--threads', type=int, help='torch threads')
+    parser.add_argument(
+        '--seed',
+        type=int,
+        help='override randomness.seed (default: the '
+        "config's)")
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override config settings, as tools/train.py takes them')
     return parser.parse_args()
+
+
+def _last_checkpoint(work_dir):
+    """What mmengine's CheckpointHook recorded as the last checkpoint."""
+    path = osp.join(work_dir, 'last_checkpoint')
+    if not osp.isfile(path):
+        return None
+    with open(path) as f:
+        return f.read().strip()
 
 
 def main():
@@ -39,6 +62,10 @@ def main():
 
     import mmcached  # noqa: F401
     cfg = Config.fromfile(args.config)
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    if args.seed is not None:
+        cfg.randomness = dict(cfg.get('randomness') or {}, seed=args.seed)
     name = osp.splitext(osp.basename(args.config))[0]
     cfg.work_dir = args.work_dir or osp.join('work_dirs', name)
     if args.epochs:
@@ -65,6 +92,8 @@ def main():
         epochs=cfg.train_cfg.max_epochs,
         train_wall_s=round(train_s, 1),
         threads=torch.get_num_threads(),
+        seed=cfg.randomness.get('seed'),
+        checkpoint=_last_checkpoint(cfg.work_dir),
         metrics=last)
     os.makedirs(cfg.work_dir, exist_ok=True)
     with open(osp.join(cfg.work_dir, 'embedded_result.json'), 'w') as f:
