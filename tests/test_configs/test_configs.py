@@ -161,7 +161,7 @@ def test_twins_differ_only_in_cache(path):
 
 
 # classifiers: ImageNet and the embedded digits (not the digit canvases)
-CLS = [p for p in CONFIGS if re.search(r'in1k|_digits\.py$', p)]
+CLS = [p for p in CONFIGS if re.search(r'in1k|digits(?!-canvas)', p)]
 DET = [p for p in CONFIGS if p not in CLS]
 
 

@@ -76,11 +76,11 @@ TASKS: Dict[str, dict] = {
             cached=Model(
                 EMB + 'cached-pvt-mini_1xb64-40e_digits.py',
                 EMB +
-                'mask-rcnn_cached-pvt-mini_fpn_1xb4-12e_digits-canvas.py',
+                'mask-rcnn_cached-pvt-mini_fpn_1xb4-6e_digits-canvas.py',
                 init_from='model.backbone.init_cfg.checkpoint'),
             uncached=Model(
                 EMB + 'pvt-mini_1xb64-40e_digits.py',
-                EMB + 'mask-rcnn_pvt-mini_fpn_1xb4-12e_digits-canvas.py',
+                EMB + 'mask-rcnn_pvt-mini_fpn_1xb4-6e_digits-canvas.py',
                 init_from='model.backbone.init_cfg.checkpoint')),
         pairs=[('cached', 'uncached')]),
     'shapes':
