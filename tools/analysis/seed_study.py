@@ -75,8 +75,7 @@ TASKS: Dict[str, dict] = {
         models=dict(
             cached=Model(
                 EMB + 'cached-pvt-mini_1xb64-40e_digits.py',
-                EMB +
-                'mask-rcnn_cached-pvt-mini_fpn_1xb4-6e_digits-canvas.py',
+                EMB + 'mask-rcnn_cached-pvt-mini_fpn_1xb4-6e_digits-canvas.py',
                 init_from='model.backbone.init_cfg.checkpoint'),
             uncached=Model(
                 EMB + 'pvt-mini_1xb64-40e_digits.py',
