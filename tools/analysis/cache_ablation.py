@@ -97,7 +97,8 @@ def main(argv=None):
         apply()
         metrics[name] = runner.test_loop.run()
     model.load_state_dict(trained)
-    keys = list(metrics['trained'])
+    # the headline metrics (COCO's per-size and per-IoU ones go to --out)
+    keys = [k for k in metrics['trained'] if '_mAP_' not in k]
     print(f'\n{args.config} @ {args.checkpoint}')
     print('| variant | ' + ' | '.join(keys) + ' |')
     print('|---' * (len(keys) + 1) + '|')
