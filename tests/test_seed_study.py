@@ -120,6 +120,7 @@ def test_two_seeds_one_epoch(tmp_path):
     with open(out) as f:
         metrics = json.load(f)
     assert list(metrics) == [
-        'trained', 'cache zeroed', 'mix 0', 'mix 0, no pos'
+        'trained', 'cache zeroed', 'cache attention 0', 'mix 0',
+        'mix 0, no pos'
     ]
     assert all(math.isfinite(m['accuracy/top1']) for m in metrics.values())

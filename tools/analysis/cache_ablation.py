@@ -9,8 +9,12 @@ The config's test loop runs once per variant on the same loaded weights:
 - ``cache zeroed``: every GRC cache buffer set to zeros (the state a
   fine-tuning run starts from with ``reset_cache``); the gates still update
   it from each image, as in any evaluation;
+- ``cache attention 0``: the cache attention's output set to 0 (its
+  output projection zeroed), the mix weights kept: each head's output is
+  (1 - sigma(lam)) times its self-attention, plus the positional term;
 - ``mix 0``: sigma(lam) = 0 in every layer, so each head's output is its
-  self-attention alone (the released positional term stays);
+  self-attention alone, at full weight (the released positional term
+  stays);
 - ``mix 0, no pos``: the same, and the positional conv's term removed too:
   the host's attention alone.
 
@@ -54,6 +58,11 @@ def variants(layers):
         for m in layers:
             m.reset_cache()
 
+    def no_cache_attention():
+        for m in layers:
+            m.mem_proj.weight.data.zero_()
+            m.mem_proj.bias.data.zero_()
+
     def mix_off():
         for m in layers:
             m.lam.data.fill_(-float('inf'))
@@ -64,7 +73,8 @@ def variants(layers):
             m.pos_conv = None
 
     return [('trained', lambda: None), ('cache zeroed', zero_caches),
-            ('mix 0', mix_off), ('mix 0, no pos', mix_off_no_pos)]
+            ('cache attention 0', no_cache_attention), ('mix 0', mix_off),
+            ('mix 0, no pos', mix_off_no_pos)]
 
 
 def main(argv=None):
