@@ -29,8 +29,9 @@ import torch.nn as nn
 
 @contextlib.contextmanager
 def isolated_rng(tag: str) -> Iterator[None]:
-    """Run the block on the CPU generator reseeded from a hash of its
-    current state and ``tag``; restore that state afterwards.
+    """Run the block on the CPU generator (modules are built on the CPU)
+    reseeded from a hash of its current state and ``tag``; restore that
+    state afterwards.
 
     The seed depends only on the global state on entry, so the block's draws
     are reproducible (same seed, same code -> same values) while the draws
@@ -73,10 +74,16 @@ def is_init_isolated(module: nn.Module) -> bool:
     return bool(getattr(module, 'init_isolated', False))
 
 
-def _is_pretrained(cfg) -> bool:
-    kind = cfg.get('type') if isinstance(cfg, dict) else None
-    return kind == 'Pretrained' or getattr(kind, '__name__',
-                                           None) == 'PretrainedInit'
+def loads_checkpoint(init_cfg) -> bool:
+    """Whether ``init_cfg`` (a dict, a list of them or None) includes a
+    ``Pretrained`` init."""
+    cfgs = init_cfg if isinstance(init_cfg, (list, tuple)) else [init_cfg]
+    for cfg in cfgs:
+        kind = cfg.get('type') if isinstance(cfg, dict) else None
+        if kind == 'Pretrained' or getattr(kind, '__name__',
+                                           None) == 'PretrainedInit':
+            return True
+    return False
 
 
 def isolating_initialize(initialize: Callable) -> Callable:
@@ -88,8 +95,7 @@ def isolating_initialize(initialize: Callable) -> Callable:
 
     @functools.wraps(initialize)
     def wrapper(module, init_cfg):
-        cfgs = init_cfg if isinstance(init_cfg, (list, tuple)) else [init_cfg]
-        if any(_is_pretrained(cfg) for cfg in cfgs):
+        if loads_checkpoint(init_cfg):
             # a checkpoint fills isolated modules too (and draws nothing)
             return initialize(module, init_cfg)
         with detached(module, is_init_isolated):

@@ -24,7 +24,7 @@ import torch.nn as nn
 from mmengine.config import ConfigDict
 from mmengine.utils import to_2tuple
 
-from mmcached.utils.init import detached, isolated_rng
+from mmcached.utils.init import detached, isolated_rng, loads_checkpoint
 from ..layers.cache_layer import BaseCacheLayer, build_cache_layer
 from ..layers.cache_sync import launch_after_forward
 from ..layers.grc_attention import reset_caches
@@ -127,7 +127,7 @@ class CachedBackboneMixin:
                 not isinstance(self.init_cfg, ConfigDict):
             # the bases read init_cfg.checkpoint as an attribute
             self.init_cfg = ConfigDict(self.init_cfg)
-        if _loads_checkpoint(self.init_cfg):
+        if loads_checkpoint(self.init_cfg):
             self.init_base_weights()
         else:
             with detached(self, lambda m: isinstance(m, BaseCacheLayer)):
@@ -138,12 +138,6 @@ class CachedBackboneMixin:
     def init_base_weights(self):
         """The base backbone's own ``init_weights``."""
         super().init_weights()
-
-
-def _loads_checkpoint(init_cfg) -> bool:
-    cfgs = init_cfg if isinstance(init_cfg, (list, tuple)) else [init_cfg]
-    return any(
-        isinstance(c, dict) and c.get('type') == 'Pretrained' for c in cfgs)
 
 
 class _shared_init_record:
