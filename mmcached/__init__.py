@@ -9,9 +9,8 @@ from .version import __version__
 
 apply_compat()
 
-from . import datasets, engine, models  # noqa: E402,F401 - registers them
+from . import analysis, datasets, engine, models  # noqa: E402,F401
 from .registry import MODELS  # noqa: E402
-from .utils import flops  # noqa: E402,F401 - FLOP counting of SDPA
 
 # Every model class of ours, for checks and docs.
 REGISTERED_MODELS = sorted(MODELS.module_dict)

@@ -47,6 +47,9 @@ Applied once when ``mmcached`` is imported (each fix is idempotent):
   are skipped and initialise themselves, so adding them does not shift the
   random draws of the rest of the model (:mod:`.init`). mmengine has no
   extension point for it: we wrap the ``initialize`` it calls.
+- **FLOPs of SDPA.** mmengine's FLOP analyzer has no handle for
+  ``aten::scaled_dot_product_attention`` and counts it as free; we add one
+  to its default table (:mod:`.flops`), its extension point.
 
 Only load checkpoints you trust: like mmengine on torch < 2.6, a full
 checkpoint is unpickled.
@@ -64,6 +67,7 @@ from mmengine.runner.checkpoint import CheckpointLoader
 
 from .checkpoint import load_local_checkpoint
 from .fileio import AtomicLocalBackend
+from .flops import register_sdpa_flop_handle
 from .init import isolating_initialize
 
 _applied = False
@@ -165,4 +169,5 @@ def apply() -> None:
         MMDistributedDataParallel.__init__)
     import mmengine.model.base_module as base_module
     base_module.initialize = isolating_initialize(base_module.initialize)
+    register_sdpa_flop_handle()
     _applied = True

@@ -3,7 +3,9 @@
 mmengine's analyzer (``mmengine.analysis``) traces the model and counts only
 the ops it has a handle for; ``aten::scaled_dot_product_attention`` is not one
 of them, so every SDPA-based attention (ours, and torch's own) is counted as
-free. Importing this module adds a handle to mmengine's default table, so
+free. :func:`register_sdpa_flop_handle` (applied with the other mmengine
+patches by :func:`mmcached.utils.compat.apply`) adds a handle to mmengine's
+default table, so
 ``mmengine.analysis.get_model_complexity_info`` and ``FlopAnalyzer`` created
 afterwards count SDPA like the same attention written with matmuls: one
 multiply-add per element of Q K^T and of A V (mmengine counts MACs and calls
@@ -55,8 +57,6 @@ def get_model_complexity_info(*args, **kwargs) -> dict:
     register_sdpa_flop_handle()
     return _mm_get_model_complexity_info(*args, **kwargs)
 
-
-register_sdpa_flop_handle()
 
 __all__ = [
     'sdpa_flop_jit', 'register_sdpa_flop_handle', 'get_model_complexity_info',

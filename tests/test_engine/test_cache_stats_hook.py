@@ -1,4 +1,5 @@
-"""CacheStatsHook and the readers behind it (mmcached.utils.cache_inspect).
+"""CacheStatsHook and what it reads (the layers' ``cache_stats``, named by
+mmcached.analysis.cache_inspect).
 The hook's scalars in a real run's vis_data JSON are checked in
 tests/test_utils/test_cache_tools.py, on the runs its tools use."""
 import math
@@ -9,11 +10,10 @@ from mmengine.hooks import LoggerHook
 from mmengine.logging import MessageHub, MMLogger
 from mmengine.registry import init_default_scope
 
+from mmcached.analysis import cache_layer_stats, named_cache_layers
 from mmcached.engine import CacheStatsHook
 from mmcached.models.backbones import CachedPVT, CachedViT
 from mmcached.models.layers import GRCAttention
-from mmcached.utils.cache_inspect import (cache_layer_stats, grc_stats,
-                                          mix_weights, named_cache_layers)
 
 VIT = dict(
     arch=dict(
@@ -33,14 +33,14 @@ def test_grc_stats_read_the_layer():
     lam = torch.tensor([-2., 0., 1., 3.])
     with torch.no_grad():
         layer.lam.copy_(lam)
-    assert torch.allclose(mix_weights(layer), torch.sigmoid(lam))
-    assert set(grc_stats(layer)) == {'mix', 'rms'}  # no update yet
+    assert torch.allclose(layer.mix_weights(), torch.sigmoid(lam))
+    assert set(layer.cache_stats()) == {'mix', 'rms'}  # no update yet
     layer.train()
     for _ in range(2):  # the second update starts from a non-empty cache
         before = layer.cache.memory.clone()
         layer(torch.randn(2, 16, 32), torch.randn(2, 16, 32))
     after = layer.cache.memory
-    stats = grc_stats(layer)
+    stats = layer.cache_stats()
     assert stats['mix'] == pytest.approx(torch.sigmoid(lam).mean().item())
     assert stats['rms'] == pytest.approx(_rms(after), rel=1e-5)
     assert stats['update_rms'] == pytest.approx(_rms(after - before), rel=1e-5)
@@ -50,7 +50,7 @@ def test_grc_stats_read_the_layer():
     layer.eval()
     with torch.no_grad():
         layer(torch.randn(2, 16, 32), torch.randn(2, 16, 32))
-    assert grc_stats(layer) == stats
+    assert layer.cache_stats() == stats
     assert cache_layer_stats(layer) == stats
     assert cache_layer_stats(torch.nn.Linear(2, 2)) == {}
 
@@ -108,7 +108,7 @@ def test_hook_logs_at_the_logger_interval():
     assert set(scalars) == expected
     layers = named_cache_layers(model)
     for name, layer in layers.items():
-        stats = grc_stats(layer)
+        stats = layer.cache_stats()
         for stat, value in stats.items():
             logged = scalars[f'train/cache_{stat}/{name}'].current()
             assert math.isfinite(logged) and logged == pytest.approx(value)

@@ -1,15 +1,15 @@
-"""The per-image maps behind tools/analysis/visualize_cache.py
-(mmcached.utils.cache_maps)."""
+"""The per-image maps behind tools/analysis/visualize_cache.py: the
+recorder (mmcached.analysis.cache_maps) and the layers' own ``cache_maps``."""
 import pytest
 import torch
 import torch.nn.functional as F
 
+from mmcached.analysis import CacheRecorder, named_cache_layers
 from mmcached.models.backbones import CachedViT
-from mmcached.models.layers import GRCAttention
-from mmcached.utils.cache_inspect import named_cache_layers
-from mmcached.utils.cache_maps import (CacheRecorder, cache_grid, cache_pca,
-                                       grc_output_maps, mc_gate_weights,
-                                       normalise01, token_map)
+from mmcached.models.layers import GRCAttention, MemoryCachingAttention
+from mmcached.models.layers.grc import cache_grid, cache_pca
+from mmcached.models.layers.maps import normalise01, token_map
+from mmcached.models.layers.memory_caching.per_token import gate_weights
 
 
 def test_token_map_and_normalise():
@@ -30,7 +30,8 @@ def test_token_map_and_normalise():
 def test_recorded_cache_attention_is_the_layers(mode):
     """The maps read what the layer mixed: its output minus the recorded
     self-attention share (and positional term) is sigma(lam) times the
-    cache attention recomputed from the recorded cache."""
+    cache attention from the cache the forward read, whose channel mean is
+    the layer's cache-attention map."""
     torch.manual_seed(0)
     model = CachedViT(
         arch=dict(
@@ -43,9 +44,13 @@ def test_recorded_cache_attention_is_the_layers(mode):
     model(torch.randn(3, 3, 32, 32))  # a non-empty cache
     model.eval()
     layers = named_cache_layers(model)
-    outs = {}
+    outs, mems = {}, {}
     hooks = [
         m.register_forward_hook(lambda mod, a, o, n=n: outs.__setitem__(n, o))
+        for n, m in layers.items()
+    ] + [
+        m.cache.register_forward_hook(
+            lambda mod, a, o, n=n: mems.__setitem__(n, o))
         for n, m in layers.items()
     ]
     with CacheRecorder(layers) as rec, torch.no_grad():
@@ -55,11 +60,11 @@ def test_recorded_cache_attention_is_the_layers(mode):
     for name, layer in layers.items():
         r = rec.records[name]
         x, o_self, hw = r['args']
-        assert hw == (4, 4) and r['mem'].shape == (2, 17, 16)
+        assert hw == (4, 4) and mems[name].shape == (2, 17, 16)
         B, N, D = x.shape
         H = layer.num_heads
         with torch.no_grad():
-            o_mem = layer.cache_attention(x[..., :16], r['mem'])
+            o_mem = layer.cache_attention(x[..., :16], mems[name])
             a = torch.sigmoid(layer.lam)[:, None]
             rest = outs[name].view(B, N, H,
                                    -1) - (1 - a) * o_self.view(B, N, H, -1)
@@ -68,7 +73,8 @@ def test_recorded_cache_attention_is_the_layers(mode):
             o_mem = o_mem.view(B, N, H, -1)
             expected = a * F.pad(o_mem, (0, D // H - o_mem.shape[-1]))
         torch.testing.assert_close(rest, expected, rtol=1e-4, atol=1e-5)
-        self_map, mem_map = grc_output_maps(layer, r)
+        maps = rec.maps(name)
+        self_map, mem_map = maps['self_attention'], maps['cache_attention']
         assert self_map.shape == mem_map.shape == (2, 4, 4)
         for m in (self_map, mem_map):
             assert m.min() == 0 and m.max() == 1
@@ -104,7 +110,7 @@ def test_cache_pca():
                                    cache_len=10)) == (0, (1, 10))
 
 
-def _per_token_gates(mc, layer, x):
+def _per_token_gates(layer, x):
     """The gates as the MC reference loop computes them, token by token,
     for one causal scan of x: (B, L, S), mean over heads."""
     B, L, _ = x.shape
@@ -113,16 +119,16 @@ def _per_token_gates(mc, layer, x):
     u = layer.u_proj(x) if layer.u_proj is not None else None
     k = k.view(B, L, H, d).transpose(1, 2)
     u = None if u is None else u.view(B, L, H, d).transpose(1, 2)
-    lengths = mc.segment_lengths(L, layer.segmentation, layer.segment_size)
+    lengths = layer.options.segment_lengths(L)
     out = torch.zeros(B, H, L, len(lengths))
     cached, t = [], 0
     for s, n in enumerate(lengths):
         keys = torch.zeros(B, H, d)
         for _ in range(n):
             keys = keys + k[:, :, t]
-            g_c, g_on = mc.gate_weights(None if u is None else u[:, :,
-                                                                 t], cached,
-                                        keys, layer.aggregation, layer.top_k)
+            g_c, g_on = gate_weights(None if u is None else u[:, :, t],
+                                     cached, keys, layer.options.aggregation,
+                                     layer.options.top_k)
             for i, g in enumerate(g_c):
                 out[:, :, t, i] = g
             out[:, :, t, s] = g_on
@@ -134,9 +140,8 @@ def _per_token_gates(mc, layer, x):
 @pytest.mark.parametrize('aggregation,top_k', [('grm', None), ('ssc', 1),
                                                ('residual', None)])
 def test_mc_gate_weights(aggregation, top_k):
-    from mmcached.models.layers import memory_caching as mc
     torch.manual_seed(0)
-    layer = mc.MemoryCachingAttention(
+    layer = MemoryCachingAttention(
         embed_dims=16,
         num_heads=2,
         segment_size=3,
@@ -144,16 +149,16 @@ def test_mc_gate_weights(aggregation, top_k):
         top_k=top_k,
         causal=False)
     x = torch.randn(2, 10, 16)
-    fwd, rev = mc_gate_weights(layer, dict(args=(x, None, None)))
+    maps = layer.cache_maps(x)
+    fwd, rev = maps['gates'], maps['gates_reversed']
     # uniform segments (10 tokens in 3: 4, 3, 3) follow the layer's own
-    uniform = mc.MemoryCachingAttention(
+    uniform = MemoryCachingAttention(
         16, 2, segmentation='uniform', num_segments=3, causal=False)
-    assert mc_gate_weights(uniform, dict(args=(x, None, None)))[0].shape \
-        == (2, 10, 3)
+    assert uniform.cache_maps(x, None, None)['gates'].shape == (2, 10, 3)
     assert fwd.shape == rev.shape == (2, 10, 4)
-    torch.testing.assert_close(fwd, _per_token_gates(mc, layer, x))
+    torch.testing.assert_close(fwd, _per_token_gates(layer, x))
     torch.testing.assert_close(rev,
-                               _per_token_gates(mc, layer, x.flip(1)).flip(1))
+                               _per_token_gates(layer, x.flip(1)).flip(1))
     seg = torch.arange(10) // 3  # each token's own segment, forward scan
     after = torch.arange(4)[None] > seg[:, None]
     assert fwd[:, after].eq(0).all()  # no segment after the token's own

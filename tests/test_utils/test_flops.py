@@ -60,7 +60,7 @@ def test_sdpa_counts_like_matmuls():
 
 
 def test_get_model_complexity_info_counts_grc():
-    from mmcached.models.layers.grc_attention import GRCAttention
+    from mmcached.models.layers.grc.grc_attention import GRCAttention
 
     class Host(nn.Module):
 

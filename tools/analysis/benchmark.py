@@ -40,7 +40,7 @@ sys.path.insert(0,
 
 from benchmark_utils import add_host_args, measure, setup_host
 
-from mmcached.utils.cache_inspect import named_cache_layers
+from mmcached.analysis.cache_inspect import named_cache_layers
 from mmcached.utils.cli import CLIError, load_config, main_guard
 from mmcached.utils.runner_model import build_runner_model
 

@@ -39,7 +39,7 @@ import torch.nn.functional as F
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 from benchmark_utils import add_host_args, measure, setup_host  # noqa: E402
 
-from mmcached.models.layers.grc_attention import GRCAttention  # noqa: E402
+from mmcached.models.layers.grc.grc_attention import GRCAttention  # noqa: E402
 
 
 def parse_args():

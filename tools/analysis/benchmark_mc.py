@@ -42,7 +42,7 @@ from benchmark_utils import add_host_args, measure, setup_host, timed  # noqa
 
 from mmcached.models.layers.memory_caching import \
     MemoryCachingAttention  # noqa: E402
-from mmcached.models.layers.memory_caching_reference import \
+from mmcached.models.layers.memory_caching.naive import \
     memory_caching_reference_layer  # noqa: E402
 
 

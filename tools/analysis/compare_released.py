@@ -26,8 +26,8 @@ import torch
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 from released_loader import load_released  # noqa: E402
 
-from mmcached.models.layers.grc_attention import GRCAttention  # noqa: E402
-from mmcached.models.layers.released_mapping import \
+from mmcached.models.layers.grc.grc_attention import GRCAttention  # noqa: E402
+from mmcached.models.layers.grc.released_mapping import \
     map_released_grc_state_dict  # noqa: E402
 
 # host: 'pvt' (PVT Attention, takes H, W) or 'generic' (no H, W); other_hw

@@ -36,11 +36,9 @@ from mmengine.config import DictAction
 sys.path.insert(0,
                 osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
-from mmcached.models.layers import GRCAttention
-from mmcached.utils.cache_inspect import mix_weights, named_cache_layers
-from mmcached.utils.cache_maps import (CacheRecorder, cache_pca,
-                                       grc_output_maps, is_mc_layer,
-                                       mc_gate_weights)
+from mmcached.analysis import CacheRecorder, named_cache_layers
+from mmcached.models.layers import GRCAttention, MemoryCachingAttention
+from mmcached.models.layers.grc import cache_pca
 from mmcached.utils.cli import CLIError, load_config, main_guard
 from mmcached.utils.runner_model import build_runner_model
 
@@ -131,14 +129,15 @@ def load_sample(cfg, img=None):
 @torch.no_grad()
 def run_image(model, layers, sample):
     """Forward the sample's image through the backbone (and neck) with
-    every cache layer recorded; returns (records, image (H, W, 3) RGB)."""
+    every cache layer recorded; returns (the recorder, image (H, W, 3)
+    RGB)."""
     from mmengine.dataset import pseudo_collate
     data = model.data_preprocessor(pseudo_collate([sample]), False)
     with CacheRecorder(layers) as rec:
         model.extract_feat(data['inputs'])
     img = sample['inputs'].permute(1, 2, 0).numpy()
     # the toolboxes load files as BGR (digits are grey: either order)
-    return rec.records, np.ascontiguousarray(img[..., ::-1])
+    return rec, np.ascontiguousarray(img[..., ::-1])
 
 
 def chosen_layers(names, wanted=None, most=4):
@@ -175,7 +174,7 @@ def plot_mix_weights(grc, path):
     does not have are blank) and its per-layer mean (line)."""
     import matplotlib.pyplot as plt
     names = list(grc)
-    weights = [mix_weights(layer).numpy() for layer in grc.values()]
+    weights = [layer.mix_weights().numpy() for layer in grc.values()]
     heads = max(len(w) for w in weights)
     grid = np.full((len(names), heads), np.nan)
     for i, w in enumerate(weights):
@@ -233,7 +232,8 @@ def plot_attention_outputs(grc, records, image, names, path):
         squeeze=False,
         layout='constrained')
     for row, name in zip(axes, names):
-        o_self, o_mem = grc_output_maps(grc[name], records[name])
+        maps = records.maps(name)
+        o_self, o_mem = maps['self_attention'], maps['cache_attention']
         row[0].imshow(image)
         row[0].set_title('input')
         for ax, m, title in ((row[1], o_self, 'self-attention'),
@@ -277,7 +277,11 @@ def plot_mc_gates(mc, records, names, path):
     """Memory Caching: per chosen layer (rows) and scan (columns), the gate
     weight of each segment (x) for each token (y), mean over heads."""
     import matplotlib.pyplot as plt
-    gates = {n: mc_gate_weights(mc[n], records[n]) for n in names}
+    gates = {}
+    for n in names:
+        maps = records.maps(n)
+        gates[n] = [maps['gates']] + ([maps['gates_reversed']]
+                                      if 'gates_reversed' in maps else [])
     scans = max(len(g) for g in gates.values())
     fig, axes = plt.subplots(
         len(names),
@@ -320,7 +324,10 @@ def main(argv=None):
     MMLogger.get_current_instance().setLevel('WARNING')
     model, layers = build_model(cfg, args.checkpoint)
     grc = {n: m for n, m in layers.items() if isinstance(m, GRCAttention)}
-    mc = {n: m for n, m in layers.items() if is_mc_layer(m)}
+    mc = {
+        n: m
+        for n, m in layers.items() if isinstance(m, MemoryCachingAttention)
+    }
     other = set(layers) - set(grc) - set(mc)
     if other:
         print(f'no figures for {sorted(other)}: no reader for '

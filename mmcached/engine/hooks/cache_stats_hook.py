@@ -4,14 +4,14 @@ from typing import Optional
 from mmengine.hooks import Hook, LoggerHook
 
 from mmcached.registry import HOOKS
-from mmcached.utils.cache_inspect import cache_layer_stats, named_cache_layers
+from mmcached.analysis import cache_layer_stats, named_cache_layers
 
 
 @HOOKS.register_module()
 class CacheStatsHook(Hook):
     """Log, per cached layer, what its cache does while the model trains.
 
-    For every GRC layer (see :func:`~mmcached.utils.cache_inspect.grc_stats`):
+    For every GRC layer (see ``GRCAttention.cache_stats``):
     ``cache_mix/<layer>`` (mean sigma(lam) over heads), ``cache_rms/<layer>``
     (the cache's RMS entry) and ``cache_update_rms/<layer>`` (RMS of its
     last update), with layers named ``stage{i}.layer{j}`` (``layer{j}`` for

@@ -3,8 +3,9 @@ building those layers from ``cache_cfg``, and initialising them.
 
 A cached backbone is the toolbox's backbone, built as usual, whose selected
 attentions then become cached attentions in place
-(:func:`~.cached_attention.attach_cache`). It keeps only selection and
-geometry:
+(:func:`~.cached_attention.attach_cache`). The mixin takes the cache
+arguments below and asks the backbone only for its cache sites
+(:meth:`CachedBackboneMixin.cache_sites`):
 
 - ``cache_cfg`` (dict): the cache layer, built through the registry, one per
   selected attention. Default: ``dict(type='GRCAttention')``, whose own
@@ -18,16 +19,16 @@ geometry:
 """
 from collections import defaultdict
 from numbers import Integral
-from typing import Dict, List, Sequence, Set, Tuple, Union
+from typing import Dict, List, NamedTuple, Sequence, Set, Tuple, Union
 
 import torch.nn as nn
 from mmengine.config import ConfigDict
 from mmengine.utils import to_2tuple
 
 from mmcached.utils.init import detached, isolated_rng, loads_checkpoint
-from ..layers.cache_layer import BaseCacheLayer, build_cache_layer
+from ..layers.cache_layer import (BaseCacheLayer, build_cache_layer,
+                                  reset_caches)
 from ..layers.cache_sync import launch_after_forward
-from ..layers.grc_attention import reset_caches
 from .cached_attention import attach_cache, cached_class
 
 CacheLen = Union[int, Tuple[int, int]]
@@ -52,27 +53,52 @@ CACHE_ARGS_DOC = """
 """
 
 
+class CacheSites(NamedTuple):
+    """Where a backbone's cache layers go.
+
+    attentions: per stage, the host attention of each layer;
+    default_lens: per stage, the cache length where ``cache_lens`` says
+    None; site: further per-stage lists of site arguments the backbone
+    derives (``sr_ratio``, ...), or single values for all stages.
+    """
+    attentions: Sequence[Sequence[nn.Module]]
+    default_lens: Sequence[CacheLen]
+    site: dict = {}
+
+
 class CachedBackboneMixin:
     """Adds cache layers to a toolbox backbone; see the module docstring.
 
-    Subclasses build the base, then call :meth:`add_cache_layers`.
+    Takes the cache arguments (keyword-only, documented in
+    ``CACHE_ARGS_DOC``), builds the base with the rest, then attaches a
+    cache layer to every selected site of :meth:`cache_sites`.
     """
 
-    def add_cache_layers(self, attentions: Sequence[Sequence[nn.Module]],
-                         cache_cfg: dict, cached_stages, cached_layers,
-                         cache_lens, default_lens: Sequence[CacheLen],
-                         reset_cache: bool, **site) -> None:
-        """Attach a cache layer built from ``cache_cfg`` to every selected
-        host attention.
+    def __init__(self,
+                 *args,
+                 cache_cfg: dict = dict(type='GRCAttention'),
+                 cached_stages=None,
+                 cached_layers=None,
+                 cache_lens=None,
+                 reset_cache: bool = False,
+                 **kwargs):
+        super().__init__(*args, **kwargs)
+        self.add_cache_layers(cache_cfg, cached_stages, cached_layers,
+                              cache_lens, reset_cache)
 
-        Args:
-            attentions: per stage, the host attention of each layer.
-            default_lens: per stage, the cache length used where
-                ``cache_lens`` says None.
-            **site: per-stage lists of further site arguments the backbone
-                derives (``sr_ratio``, ...), or single values for all.
-        """
+    def cache_sites(self) -> CacheSites:
+        """The backbone's attentions, per stage, and what it derives for
+        them; called once the base is built."""
+        raise NotImplementedError(
+            f'{type(self).__name__} must say where its caches go '
+            '(cache_sites)')
+
+    def add_cache_layers(self, cache_cfg: dict, cached_stages, cached_layers,
+                         cache_lens, reset_cache: bool) -> None:
+        """Attach a cache layer built from ``cache_cfg`` to every selected
+        site."""
         name = type(self).__name__
+        attentions, default_lens, site = self.cache_sites()
         selected = select_layers(name, [len(s) for s in attentions],
                                  cached_stages, cached_layers)
         lens = check_cache_lens(name, cache_lens, default_lens)

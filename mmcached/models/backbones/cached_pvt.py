@@ -10,7 +10,8 @@ from mmengine.runner.checkpoint import (_load_checkpoint_with_prefix,
 
 from mmcached.registry import MODELS
 from ..layers.cache_layer import BaseCacheLayer
-from .base import CACHE_ARGS_DOC, CachedBackboneMixin, merge_arch, stage_grids
+from .base import (CACHE_ARGS_DOC, CachedBackboneMixin, CacheSites,
+                   merge_arch, stage_grids)
 
 
 class _CachedPVTMixin(CachedBackboneMixin):
@@ -18,27 +19,20 @@ class _CachedPVTMixin(CachedBackboneMixin):
 
     arch_zoo: dict = {}
 
-    def __init__(self,
-                 arch=None,
-                 cache_cfg=dict(type='GRCAttention'),
-                 cached_stages=None,
-                 cached_layers=None,
-                 cache_lens=None,
-                 reset_cache=False,
-                 pretrain_img_size=224,
-                 **kwargs):
+    def __init__(self, arch=None, pretrain_img_size=224, **kwargs):
         kwargs = merge_arch(self.arch_zoo, arch, kwargs, type(self).__name__)
+        self._pretrain_size = pretrain_img_size
         super().__init__(pretrain_img_size=pretrain_img_size, **kwargs)
+
+    def cache_sites(self) -> CacheSites:
         attentions = [[
             m.attn for m in stage[1] if isinstance(m, PVTEncoderLayer)
         ] for stage in self.layers]
         # As in the released code: one cache token per patch of the stage
         # at the pretraining size, on its grid (the cache attention reduces
         # it like the stage reduces its keys).
-        self.add_cache_layers(attentions, cache_cfg, cached_stages,
-                              cached_layers, cache_lens,
-                              stage_grids(pretrain_img_size,
-                                          self.strides), reset_cache)
+        return CacheSites(attentions,
+                          stage_grids(self._pretrain_size, self.strides))
 
     def init_base_weights(self):
         cfg = self.init_cfg

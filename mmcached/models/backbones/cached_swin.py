@@ -9,7 +9,8 @@ tuple) also feed mmpretrain's ``GlobalAveragePooling`` neck + linear head.
 from mmdet.models.backbones.swin import SwinTransformer
 
 from mmcached.registry import MODELS
-from .base import CACHE_ARGS_DOC, CachedBackboneMixin, merge_arch, stage_grids
+from .base import (CACHE_ARGS_DOC, CachedBackboneMixin, CacheSites,
+                   merge_arch, stage_grids)
 
 
 @MODELS.register_module()
@@ -54,37 +55,31 @@ class CachedSwin(CachedBackboneMixin, SwinTransformer):
 
     def __init__(self,
                  arch=None,
-                 cache_cfg=dict(type='GRCAttention'),
-                 cached_stages=None,
-                 cached_layers=None,
-                 cache_lens=None,
                  cache_sr_ratios=(8, 4, 2, 1),
-                 reset_cache=False,
                  pretrain_img_size=224,
                  **kwargs):
-        name = type(self).__name__
-        kwargs = merge_arch(self.arch_zoo, arch, kwargs, name)
+        kwargs = merge_arch(self.arch_zoo, arch, kwargs, type(self).__name__)
+        self._pretrain_size = pretrain_img_size
+        self.cache_sr_ratios = cache_sr_ratios
         super().__init__(pretrain_img_size=pretrain_img_size, **kwargs)
-        if not isinstance(cache_sr_ratios, (list, tuple)) or \
-                len(cache_sr_ratios) != len(self.stages) or not all(
-                    isinstance(r, int) and r >= 1 for r in cache_sr_ratios):
-            raise ValueError(f'{name}: cache_sr_ratios must be '
-                             f'{len(self.stages)} positive ints, got '
-                             f'{cache_sr_ratios!r}')
-        self.cache_sr_ratios = tuple(cache_sr_ratios)
+
+    def cache_sites(self) -> CacheSites:
+        ratios = self.cache_sr_ratios
+        if not isinstance(ratios, (list, tuple)) or \
+                len(ratios) != len(self.stages) or not all(
+                    isinstance(r, int) and r >= 1 for r in ratios):
+            raise ValueError(f'{type(self).__name__}: cache_sr_ratios must '
+                             f'be {len(self.stages)} positive ints, got '
+                             f'{ratios!r}')
+        self.cache_sr_ratios = tuple(ratios)
         # each stage's stride: the patch embedding's, then the merging's
         strides = [self.patch_embed.projection.stride[0]] + [
             stage.downsample.sampler.stride[0] for stage in self.stages[:-1]
         ]
-        self.add_cache_layers([[block.attn for block in stage.blocks]
-                               for stage in self.stages],
-                              cache_cfg,
-                              cached_stages,
-                              cached_layers,
-                              cache_lens,
-                              stage_grids(pretrain_img_size, strides),
-                              reset_cache,
-                              sr_ratio=list(cache_sr_ratios))
+        return CacheSites([[block.attn for block in stage.blocks]
+                           for stage in self.stages],
+                          stage_grids(self._pretrain_size, strides),
+                          dict(sr_ratio=list(ratios)))
 
     def forward(self, x):
         """x: (B, C, H, W) -> tuple of (B, C_i, H_i, W_i) per out index."""

@@ -5,7 +5,7 @@ from mmpretrain.models.backbones.vision_transformer import (
     TransformerEncoderLayer, VisionTransformer, resize_pos_embed)
 
 from mmcached.registry import MODELS
-from .base import CACHE_ARGS_DOC, CachedBackboneMixin
+from .base import CACHE_ARGS_DOC, CachedBackboneMixin, CacheSites
 from .cached_attention import CachedMultiheadAttention
 
 
@@ -41,31 +41,22 @@ class CachedViT(CachedBackboneMixin, VisionTransformer):
             ``frozen_stages``, ``drop_path_rate``, ``init_cfg`` ...).
     """
 
-    def __init__(self,
-                 arch='deit-small',
-                 cache_cfg=dict(type='GRCAttention'),
-                 cached_stages=None,
-                 cached_layers=None,
-                 cache_lens=None,
-                 reset_cache=False,
-                 **kwargs):
+    def __init__(self, arch='deit-small', **kwargs):
         super().__init__(arch=arch, **kwargs)
-        h, w = self.patch_resolution
-        # As the released module sizes it: the token count at the
-        # pretraining size, patches plus the class token.
-        self.add_cache_layers([[layer.attn for layer in self.layers]],
-                              cache_cfg,
-                              cached_stages,
-                              cached_layers,
-                              cache_lens, [h * w + self.num_extra_tokens],
-                              reset_cache,
-                              num_extra_tokens=self.num_extra_tokens)
         for layer in self.layers:
             if isinstance(layer.attn, CachedMultiheadAttention):
                 layer.__class__ = CachedTransformerEncoderLayer
         # The base froze in __init__, before the cache layers existed.
         if self.frozen_stages > 0:
             self._freeze_stages()
+
+    def cache_sites(self) -> CacheSites:
+        h, w = self.patch_resolution
+        # As the released module sizes it: the token count at the
+        # pretraining size, patches plus the class token.
+        return CacheSites([[layer.attn for layer in self.layers]],
+                          [h * w + self.num_extra_tokens],
+                          dict(num_extra_tokens=self.num_extra_tokens))
 
     def forward(self, x):
         """The base's forward, handing the patch grid to the cached layers.

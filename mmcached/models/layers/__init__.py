@@ -1,12 +1,13 @@
-from .cache_layer import BaseCacheLayer, build_cache_layer
+"""Cache layers: one contract (:mod:`.cache_layer`, with the generic
+:mod:`.cache_sync` and :mod:`.maps`) and one package per method."""
+from .cache_layer import BaseCacheLayer, build_cache_layer, reset_caches
 from .cache_sync import CacheSync, sync_caches
-from .grc_attention import (GatedRecurrentCache, GRCAttention, reset_caches,
-                            resize_tokens)
-from .memory_caching import MemoryCachingAttention
-from .released_mapping import map_released_grc_state_dict
+from .grc import (GatedRecurrentCache, GRCAttention,
+                  map_released_grc_state_dict, resize_tokens)
+from .memory_caching import MCOptions, MemoryCachingAttention
 
 __all__ = [
     'BaseCacheLayer', 'build_cache_layer', 'CacheSync', 'sync_caches',
     'GatedRecurrentCache', 'GRCAttention', 'MemoryCachingAttention',
-    'reset_caches', 'resize_tokens', 'map_released_grc_state_dict'
+    'MCOptions', 'reset_caches', 'resize_tokens', 'map_released_grc_state_dict'
 ]

@@ -31,10 +31,22 @@ resolution), ``sr_ratio`` (spatial reduction of the stage),
 ``num_extra_tokens``, and, for replacing layers, ``host_projections=True``.
 Every other argument comes from ``cache_cfg``, and the layer validates its
 arguments itself.
+
+What a layer reports, each a method with a default here, so analysis code
+(:mod:`mmcached.analysis`) needs no table of layer kinds:
+
+- ``reset_cache()``: empty whatever the layer keeps across calls;
+- ``cache_stats()``: scalars for training curves (``CacheStatsHook``);
+- ``cache_maps(*args)``: per-token maps of one recorded forward
+  (``tools/analysis/visualize_cache.py``), from the arguments it received.
 """
 import inspect
+from typing import Dict
 
+import torch
+import torch.nn as nn
 from mmengine.model import BaseModule
+from mmengine.model.weight_init import trunc_normal_
 
 from mmcached.registry import MODELS
 
@@ -63,9 +75,34 @@ class BaseCacheLayer(BaseModule):
     replaces_host: bool = False
     init_isolated: bool = True
 
+    def init_weights(self):
+        """Without an ``init_cfg``: every ``Linear`` truncated normal (std
+        0.02, as the released module and the ViT / PVT families), zero
+        biases; other modules keep their own initialisation."""
+        super().init_weights()
+        if self.init_cfg is None:
+            for m in self.modules():
+                if isinstance(m, nn.Linear):
+                    trunc_normal_(m.weight, std=.02)
+                    if m.bias is not None:
+                        nn.init.zeros_(m.bias)
+
     def reset_cache(self) -> None:
         """Empty the layer's cache, e.g. before fine-tuning on a new task.
         Layers without state across calls have nothing to do."""
+
+    def cache_stats(self) -> Dict[str, float]:
+        """What the layer holds now, as plain floats keyed by a short name
+        (logged per layer as ``cache_<key>/<layer>``). Default: nothing."""
+        return {}
+
+    def cache_maps(self, *args) -> Dict[str, torch.Tensor]:
+        """Maps of one forward on the patch grid, computed from the
+        positional arguments that forward received (``(x, o_self,
+        hw_shape)`` or ``(x, hw_shape, host)``; run in eval mode, so the
+        layer's state is what that forward read). Returns named tensors
+        whose leading dims are (B, h, w). Default: nothing."""
+        return {}
 
 
 def build_cache_layer(cache_cfg: dict, site: dict) -> BaseCacheLayer:
@@ -106,3 +143,11 @@ def build_cache_layer(cache_cfg: dict, site: dict) -> BaseCacheLayer:
         return MODELS.build(cfg)
     except TypeError as e:
         raise TypeError(f'cache_cfg: {e}') from e
+
+
+def reset_caches(module: nn.Module) -> int:
+    """Empty every cache layer inside ``module``; returns how many."""
+    layers = [m for m in module.modules() if isinstance(m, BaseCacheLayer)]
+    for m in layers:
+        m.reset_cache()
+    return len(layers)

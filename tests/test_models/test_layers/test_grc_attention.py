@@ -11,11 +11,9 @@ import torch.multiprocessing as mp
 import torch.nn as nn
 import torch.nn.functional as F
 
-from mmcached.models.layers import cache_sync
+from mmcached.models.layers import (GatedRecurrentCache, GRCAttention,
+                                    cache_sync, reset_caches, resize_tokens)
 from mmcached.models.layers.cache_sync import sync_caches
-from mmcached.models.layers.grc_attention import (GatedRecurrentCache,
-                                                  GRCAttention, reset_caches,
-                                                  resize_tokens)
 
 MODES = ('released', 'paper')
 

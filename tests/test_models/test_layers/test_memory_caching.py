@@ -9,15 +9,16 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from mmcached.models.layers import memory_caching_autograd as mc_autograd
-from mmcached.models.layers.memory_caching import (MemoryCachingAttention,
-                                                   deep_gradient, deep_read,
-                                                   gate_weights,
-                                                   segment_lengths)
-from mmcached.models.layers.memory_caching_chunked import memory_caching
-from mmcached.models.layers.memory_caching_fla import fla_available
-from mmcached.models.layers.memory_caching_reference import (
+from mmcached.models.layers.memory_caching import (
+    MCOptions, MemoryCachingAttention, memory_caching,
     memory_caching_reference, memory_caching_reference_layer)
+from mmcached.models.layers.memory_caching import \
+    weighted_read as mc_autograd
+from mmcached.models.layers.memory_caching.fla import fla_available
+from mmcached.models.layers.memory_caching.per_token import (deep_gradient,
+                                                             deep_read,
+                                                             gate_weights,
+                                                             segment_lengths)
 
 AGGREGATIONS = ('residual', 'grm', 'soup', 'ssc')
 STARTS = ('checkpoint', 'restart')
@@ -40,7 +41,7 @@ def _opts(**kw):
         linear_form='state',
         kernel='auto')
     opts.update(kw)
-    return opts
+    return MCOptions(**opts)
 
 
 def _layer(D=8, H=2, std=0.3, **kw):
@@ -98,7 +99,7 @@ def _both(q, k, v, u, **kw):
     w = dict(w_in=kw.pop('w_in', None), w_out=kw.pop('w_out', None))
     opts = _opts(**kw)
     fast = memory_caching(q, k, v, u, opts, **w)[0]
-    ref = memory_caching_reference(q, k, v, u, **opts, **w)
+    ref = memory_caching_reference(q, k, v, u, opts, **w)
     _close(fast, ref)
     return fast[0, 0]
 

@@ -1,16 +1,18 @@
 """Memory Caching without a token loop: the computation behind
-:class:`~.memory_caching.MemoryCachingAttention`.
+:class:`~.layer.MemoryCachingAttention`.
 
-Same outputs as the per-token math of :mod:`.memory_caching` (tested
-against the loop of :mod:`.memory_caching_reference` in float64). Limits,
-stated up front:
+Same outputs as the per-token math of :mod:`.per_token` (tested against
+the loop of :mod:`.naive` in float64). :func:`memory_caching` is the entry:
+a shared prelude (segments, blocks, key sums, gates), one place that picks
+the path and kernel (:func:`choose_path`), one function per path, and one
+shared next-state step. Limits, stated up front:
 
 - Linear memory: exact, no Python loop at all. Per head, with N segments
   of length C, blocks of b tokens inside segments:
   ``state`` form O(L N d^2 / 2 + L b d + L d^2) time (the cached read,
   each token against the states before its segment, then the blocks),
   O(L (N + d) + N d^2) memory saved for backward (the cached read is one
-  autograd node that recomputes, :mod:`.memory_caching_autograd`);
+  autograd node that recomputes, :mod:`.weighted_read`);
   ``token`` form O(L^2 d) time and O(L^2) memory. ``auto`` picks the
   cheaper for the shapes (the state form unless C is below ~d / 4; the
   token form only up to ``TOKEN_FORM_MAX_LENGTH`` tokens). The cached read
@@ -27,7 +29,7 @@ stated up front:
 - On CUDA with ``fla-core`` installed (``kernel='auto'`` or ``'fla'``),
   the linear memory's within-segment read and segment states come from
   flash-linear-attention's kernels instead of the blocks below
-  (:mod:`.memory_caching_fla`: TF32, its limits).
+  (:mod:`.fla`: TF32, its limits).
 - Logarithmic and uniform segmentation: one pass only (their segments
   depend on the full length); streaming needs constant segments.
 - Half precision: the mixing runs in float32 (states are long sums).
@@ -41,9 +43,10 @@ from typing import List, Optional, Tuple
 import torch
 import torch.nn.functional as F
 
-from .memory_caching import gelu_grad, segment_lengths
-from .memory_caching_autograd import row_blocks, weighted_read
-from .memory_caching_fla import fla_segments, fla_usable
+from .fla import fla_segments, fla_usable
+from .options import MCOptions
+from .per_token import gelu_grad, segment_lengths
+from .weighted_read import row_blocks, weighted_read
 
 #: ``linear_form='auto'`` takes the token form only up to this many tokens
 TOKEN_FORM_MAX_LENGTH = 4096
@@ -75,30 +78,13 @@ class MCState:
 # --------------------------------------------------------------------------
 # Layout: segments of a piece, blocks (chunks) inside segments
 # --------------------------------------------------------------------------
-def _piece_segments(length: int, offset: int, opts: dict) -> List[int]:
-    """Segment lengths of a piece whose first token is the ``offset``-th of
-    its segment."""
-    if opts['segmentation'] != 'constant':
-        if offset:
-            raise ValueError(f"{opts['segmentation']} segmentation cannot "
-                             'continue a stream')
-        return segment_lengths(
-            length,
-            opts['segmentation'],
-            num_segments=opts.get('num_segments'))
-    C = opts['segment_size']
-    first = min(C - offset, length) if offset else 0
-    return ([first] if first else []) + \
-        segment_lengths(length - first, 'constant', C)
-
-
 def _to(t: torch.Tensor, device) -> torch.Tensor:
     """An index tensor made on the CPU, on ``device`` without waiting for
     the device (a plain ``.to`` synchronises with the CUDA stream)."""
     return t.to(device, non_blocking=True)
 
 
-class _Blocks:
+class SegmentBlocks:
     """Each segment cut into blocks of at most ``size`` tokens on a grid that
     starts at the segment start (the first segment may start ``offset``
     tokens in). Token tensors (B, H, L, d) <-> blocks (B, H, nb, c, d),
@@ -189,7 +175,7 @@ class _Blocks:
 # --------------------------------------------------------------------------
 # Gates, for all tokens at once
 # --------------------------------------------------------------------------
-def _key_sums(Kb, blocks: _Blocks, cont: Optional[torch.Tensor]):
+def _key_sums(Kb, blocks: SegmentBlocks, cont: Optional[torch.Tensor]):
     """Online key sums per token (B, H, L, d) and segment key sums
     (B, H, S, d); ``cont``: the stream's online key sum, added to the
     first segment."""
@@ -225,152 +211,254 @@ def _gates(u, online_keys, cached_keys, valid, aggregation, top_k):
     return g[..., :-1], g[..., -1]
 
 
-def _layout(L, opts, state, device):
-    offset = state.offset if state is not None else 0
-    seg_lens = _piece_segments(L, offset, opts)
-    Np = 0 if state is None else state.cached_keys.shape[2]
-    S = len(seg_lens)
-    # made on the CPU: built on a GPU, repeat_interleave would sync
-    seg_tok = torch.repeat_interleave(torch.arange(S),
-                                      torch.tensor(seg_lens)) + Np
-    Nc = Np + S - 1  # the piece's last segment is never read as cached
-    valid = _to(torch.arange(Nc)[None] < seg_tok[:, None], device)
-    seg_tok = _to(seg_tok, device)
-    if opts['segmentation'] != 'constant':  # one pass: nothing continues
-        last_complete = True
-    else:
-        last_complete = (offset if S == 1 else 0) + seg_lens[-1] == \
-            opts['segment_size']
-    return seg_lens, offset, Np, S, seg_tok, Nc, valid, last_complete
+# --------------------------------------------------------------------------
+# The shared prelude: where the piece's segments lie, its blocks, the gates
+# --------------------------------------------------------------------------
+@dataclass
+class Layout:
+    """The segments of a piece (B, H, L, d) whose first token is the
+    ``offset``-th of its segment, after ``num_prev`` segments completed by
+    earlier pieces.
+
+    seg_lens: the piece's segment lengths (S of them); seg_tok (L,): each
+    token's global segment; num_cached (Nc): the segments any token of the
+    piece may read as cached (its last one never is); valid (L, Nc): which
+    of them token t may read; last_complete: the piece ends a segment.
+    """
+    seg_lens: List[int]
+    offset: int
+    num_prev: int
+    seg_tok: torch.Tensor
+    num_cached: int
+    valid: torch.Tensor
+    last_complete: bool
+
+    @classmethod
+    def make(cls, L: int, opts: MCOptions, state: Optional[MCState],
+             device) -> 'Layout':
+        offset = state.offset if state is not None else 0
+        if not opts.streamable and offset:
+            raise ValueError(f'{opts.segmentation} segmentation cannot '
+                             'continue a stream')
+        if opts.streamable:
+            C = opts.segment_size
+            first = min(C - offset, L) if offset else 0
+            seg_lens = ([first] if first else []) + \
+                segment_lengths(L - first, 'constant', C)
+        else:
+            seg_lens = opts.segment_lengths(L)
+        Np = 0 if state is None else state.cached_keys.shape[2]
+        S = len(seg_lens)
+        # made on the CPU: built on a GPU, repeat_interleave would sync
+        seg_tok = torch.repeat_interleave(torch.arange(S),
+                                          torch.tensor(seg_lens)) + Np
+        Nc = Np + S - 1  # the piece's last segment is never read as cached
+        valid = _to(torch.arange(Nc)[None] < seg_tok[:, None], device)
+        # one pass (logarithmic, uniform): nothing continues
+        last_complete = not opts.streamable or \
+            (offset if S == 1 else 0) + seg_lens[-1] == opts.segment_size
+        return cls(seg_lens, offset, Np, _to(seg_tok, device), Nc, valid,
+                   last_complete)
+
+    @property
+    def num_segs(self) -> int:
+        return len(self.seg_lens)
+
+    @property
+    def num_done(self) -> int:
+        """Segments of the piece that are complete (cached from now on)."""
+        return self.num_segs - (0 if self.last_complete else 1)
+
+    def rows(self, num_states: int):
+        """Row blocks of the cached read against ``num_states`` states."""
+        return row_blocks(self.seg_lens, self.num_prev, num_states)
+
+
+@dataclass
+class Prelude:
+    """What every path shares: the piece in blocks, the keys (Kb in blocks;
+    per token the online key sums; per segment, earlier pieces' first,
+    ``all_keys`` (B, H, Np + S, d)) and the gates (g (B, H, L, Nc),
+    g_on (B, H, L))."""
+    blocks: SegmentBlocks
+    Kb: torch.Tensor
+    seg_keys: torch.Tensor
+    all_keys: torch.Tensor
+    g: torch.Tensor
+    g_on: torch.Tensor
+    cont: bool
+
+
+def prelude(k, u, opts: MCOptions, state: Optional[MCState],
+            layout: Layout, block_size: int) -> Prelude:
+    B, H, L, d = (int(n) for n in k.shape)  # ints while tracing
+    cont = state is not None and layout.offset > 0
+    blocks = SegmentBlocks(layout.seg_lens, block_size, layout.offset,
+                           k.device)
+    Kb = blocks.to_blocks(k)
+    online_keys, seg_keys = _key_sums(Kb, blocks,
+                                      state.online_keys if cont else None)
+    prev_keys = state.cached_keys if state is not None else \
+        k.new_zeros(B, H, 0, d)
+    all_keys = torch.cat([prev_keys, seg_keys], 2)
+    g, g_on = _gates(u, online_keys, all_keys[:, :, :layout.num_cached],
+                     layout.valid, opts.aggregation, opts.top_k)
+    return Prelude(blocks, Kb, seg_keys, all_keys, g, g_on, cont)
+
+
+# --------------------------------------------------------------------------
+# The one place that picks the path and the kernel
+# --------------------------------------------------------------------------
+PATHS = ('deep', 'linear_state', 'linear_state_fla', 'linear_token')
+
+
+def choose_path(q: torch.Tensor, opts: MCOptions, layout: Layout,
+                blocks: SegmentBlocks) -> str:
+    """One of :data:`PATHS` for this call: the deep memory's chunk-parallel
+    form, or the linear memory's state form (flash-linear-attention's
+    kernels where ``kernel`` allows and they can run) or token form
+    (``linear_form``; ``'auto'`` takes the one with fewer multiply-adds)."""
+    if opts.memory == 'deep':
+        return 'deep'
+    form = opts.linear_form
+    if form == 'auto':
+        # multiply-adds per head; the token form also keeps an L x L
+        # matrix for backward, so it is only taken for short pieces
+        L, d = int(q.shape[2]), int(q.shape[3])
+        Nc, Np, c = layout.num_cached, layout.num_prev, blocks.c
+        state_cost = L * Nc * d * d // 2 + 2 * L * c * d + 3 * L * d * d
+        token_cost = 2 * L * L * d + L * Np * d * d + L * d * d
+        form = 'token' if token_cost < state_cost and \
+            L <= TOKEN_FORM_MAX_LENGTH else 'state'
+    if form == 'token':
+        return 'linear_token'
+    if opts.kernel != 'torch' and fla_usable(q) and \
+            not torch.jit.is_tracing():  # FLOPs: count ours
+        return 'linear_state_fla'
+    return 'linear_state'
 
 
 # --------------------------------------------------------------------------
 # Linear memory
 # --------------------------------------------------------------------------
-def _linear(q, k, v, u, opts, state, return_state):
+Memories = Tuple[Tuple[torch.Tensor, ...], Tuple[torch.Tensor, ...],
+                 Optional[Tuple[torch.Tensor, ...]]]
+
+
+def _segment_states(v, pre: Prelude, S0):
+    """Block states K^T V and each segment's own (B, H, S, d, d) (plus the
+    stream's carried state S0 in the first)."""
+    Vb = pre.blocks.to_blocks(v)
+    Sb = pre.Kb.transpose(-1, -2) @ Vb  # block states K^T V
+    seg_states = pre.blocks.seg_sum(Sb)
+    if pre.cont:
+        seg_states = torch.cat(
+            [seg_states[:, :, :1] + S0[:, :, None], seg_states[:, :, 1:]], 2)
+    return Vb, Sb, seg_states
+
+
+def _read_weights(pre: Prelude, opts: MCOptions, layout: Layout):
+    """W (B, H, L, Nc): the weight of each cached segment's own state in
+    token t's read. The cached state of segment i is, with checkpoints, the
+    sum of the segments' own states S_j, j <= i, and the online one adds
+    all j < s: token t reads S_j with weight g_online + sum_{j<=i<s} g_i."""
+    if opts.segment_start == 'checkpoint':
+        return (pre.g.flip(-1).cumsum(-1).flip(-1) + pre.g_on[..., None]) * \
+            layout.valid
+    return pre.g
+
+
+def _linear_memories(q, seg_states, prev, layout: Layout) -> Memories:
+    B, H, _, d = q.shape
+    online = (q.new_zeros(B, H, d, d), ) if layout.last_complete else \
+        (seg_states[:, :, -1], )
+    return (torch.cat([prev, seg_states], 2), ), online, None
+
+
+def linear_state(q, k, v, opts, state, layout: Layout, pre: Prelude,
+                 use_fla: bool):
+    """The state form: online read from block states (or fla's kernels),
+    cached read against the segments' states. O(L N d^2 / 2)."""
     B, H, L, d = (int(n) for n in q.shape)  # ints while tracing
-    seg_lens, offset, Np, S, seg_tok, Nc, valid, last_complete = _layout(
-        L, opts, state, q.device)
-    cont = state is not None and offset > 0
-    blocks = _Blocks(seg_lens, opts['block_size'], offset, q.device)
-    Kb = blocks.to_blocks(k)  # q and v in blocks only where used
-    online_keys, seg_keys = _key_sums(Kb, blocks,
-                                      state.online_keys if cont else None)
-    prev_keys = state.cached_keys if state is not None else \
-        q.new_zeros(B, H, 0, d)
-    all_keys = torch.cat([prev_keys, seg_keys], 2)
-    g, g_on = _gates(u, online_keys, all_keys[:, :, :Nc], valid,
-                     opts['aggregation'], opts['top_k'])
-    if opts['segment_start'] == 'checkpoint':
-        # The cached state of segment i is the sum of the segments' own
-        # states S_j, j <= i, and the online one adds all j < s: token t
-        # reads S_j with weight g_online + sum_{j <= i < s} g_i.
-        W = (g.flip(-1).cumsum(-1).flip(-1) + g_on[..., None]) * valid
-    else:
-        W = g
-    S0 = state.online[0] if cont else None
+    Nc, blocks = layout.num_cached, pre.blocks
+    S0 = state.online[0] if pre.cont else None
     prev = state.cached[0] if state is not None else q.new_zeros(B, H, 0, d, d)
-    form = opts['linear_form']
-    if form == 'auto':
-        # multiply-adds per head; the token form also keeps an L x L
-        # matrix for backward, so it is only taken for short pieces
-        c = blocks.c
-        state_cost = L * Nc * d * d // 2 + 2 * L * c * d + 3 * L * d * d
-        token_cost = 2 * L * L * d + L * Np * d * d + L * d * d
-        form = 'token' if token_cost < state_cost and \
-            L <= TOKEN_FORM_MAX_LENGTH else 'state'
-    use_fla = form == 'state' and opts['kernel'] != 'torch' and \
-        fla_usable(q) and not torch.jit.is_tracing()  # FLOPs: count ours
     if use_fla:  # the online read and segment states from fla's kernels
-        online, seg_states = fla_segments(q, k, v, seg_lens, S0)
-    elif form == 'state' or return_state:
-        Vb = blocks.to_blocks(v)
-        Sb = Kb.transpose(-1, -2) @ Vb  # block states K^T V
-        seg_states = blocks.seg_sum(Sb)
-        if cont:
-            seg_states = torch.cat(
-                [seg_states[:, :, :1] + S0[:, :, None], seg_states[:, :, 1:]],
-                2)
-    if form == 'state':
-        if not use_fla:
-            prefix = blocks.seg_prefix(Sb)
-            if cont:
-                first = (blocks.seg == 0).to(q.dtype)[:, None, None]
-                prefix = prefix + first * S0[:, :, None]
-            # causal within the block: a mask product (tril is slower on CPU)
-            causal = torch.ones(
-                blocks.c, blocks.c, dtype=q.dtype, device=q.device).tril()
-            Qb = blocks.to_blocks(q)
-            intra = ((Qb @ Kb.transpose(-1, -2)) * causal) @ Vb
-            online = blocks.from_blocks(intra + Qb @ prefix)
-        cached = weighted_read(q, W,
-                               torch.cat([prev, seg_states], 2)[:, :, :Nc],
-                               row_blocks(seg_lens, Np, Nc))
-        y = g_on[..., None] * online + cached
+        online, seg_states = fla_segments(q, k, v, layout.seg_lens, S0)
     else:
-        # A[t, j] = weight of token j's write for reader t
-        Ntot = Np + S
-        Wx = torch.cat([W, W.new_zeros(B, H, L, Ntot - Nc)], -1) + \
-            g_on[..., None] * F.one_hot(seg_tok, Ntot).to(W.dtype)
-        A = Wx.index_select(-1, seg_tok).tril()
-        y = (A * (q @ k.transpose(-1, -2))) @ v
-        if Np:
-            y = y + weighted_read(q, W[..., :Np], prev,
-                                  row_blocks(seg_lens, Np, Np))
-        if cont:  # the continuing segment's earlier tokens, as a state
-            y = y + Wx[..., Np:Np + 1] * (q @ S0)
-    new_state = None
-    if return_state:
-        n_done = S if last_complete else S - 1
-        if last_complete:
-            online = (q.new_zeros(B, H, d, d), )
-            okeys = q.new_zeros(B, H, d)
-            new_offset = 0
-        else:
-            online = (seg_states[:, :, -1], )
-            okeys = seg_keys[:, :, -1]
-            new_offset = (offset if S == 1 else 0) + seg_lens[-1]
-        new_state = MCState(
-            new_offset, all_keys[:, :, :Np + n_done], okeys,
-            (torch.cat([prev, seg_states[:, :, :n_done]], 2), ), online)
-    return y, new_state
+        Vb, Sb, seg_states = _segment_states(v, pre, S0)
+        prefix = blocks.seg_prefix(Sb)
+        if pre.cont:
+            first = (blocks.seg == 0).to(q.dtype)[:, None, None]
+            prefix = prefix + first * S0[:, :, None]
+        # causal within the block: a mask product (tril is slower on CPU)
+        causal = torch.ones(
+            blocks.c, blocks.c, dtype=q.dtype, device=q.device).tril()
+        Qb = blocks.to_blocks(q)
+        intra = ((Qb @ pre.Kb.transpose(-1, -2)) * causal) @ Vb
+        online = blocks.from_blocks(intra + Qb @ prefix)
+    W = _read_weights(pre, opts, layout)
+    cached = weighted_read(q, W,
+                           torch.cat([prev, seg_states], 2)[:, :, :Nc],
+                           layout.rows(Nc))
+    y = pre.g_on[..., None] * online + cached
+    return y, _linear_memories(q, seg_states, prev, layout)
+
+
+def linear_token(q, k, v, opts, state, layout: Layout, pre: Prelude,
+                 return_state: bool):
+    """The token form: each token's read as weighted attention over the
+    piece's tokens, earlier pieces' states read as states. O(L^2 d)."""
+    B, H, L, d = (int(n) for n in q.shape)  # ints while tracing
+    Np, Nc, S = layout.num_prev, layout.num_cached, layout.num_segs
+    seg_tok = layout.seg_tok
+    S0 = state.online[0] if pre.cont else None
+    prev = state.cached[0] if state is not None else q.new_zeros(B, H, 0, d, d)
+    W = _read_weights(pre, opts, layout)
+    # A[t, j] = weight of token j's write for reader t
+    Ntot = Np + S
+    Wx = torch.cat([W, W.new_zeros(B, H, L, Ntot - Nc)], -1) + \
+        pre.g_on[..., None] * F.one_hot(seg_tok, Ntot).to(W.dtype)
+    A = Wx.index_select(-1, seg_tok).tril()
+    y = (A * (q @ k.transpose(-1, -2))) @ v
+    if Np:
+        y = y + weighted_read(q, W[..., :Np], prev, layout.rows(Np))
+    if pre.cont:  # the continuing segment's earlier tokens, as a state
+        y = y + Wx[..., Np:Np + 1] * (q @ S0)
+    if not return_state:
+        return y, None
+    seg_states = _segment_states(v, pre, S0)[2]
+    return y, _linear_memories(q, seg_states, prev, layout)
 
 
 # --------------------------------------------------------------------------
 # Deep memory
 # --------------------------------------------------------------------------
-def _deep(q, k, v, u, opts, state, return_state, w_in, w_out):
+def deep(q, k, v, opts, state, layout: Layout, pre: Prelude, w_in, w_out):
+    """The chunk-parallel deep memory (see the module docstring)."""
     B, H, L, d = (int(n) for n in q.shape)  # ints while tracing
     Fh = w_in.shape[-1]
-    lr, cs = opts['inner_lr'], opts['chunk_size']
-    restart = opts['segment_start'] == 'restart'
-    seg_lens, offset, Np, S, seg_tok, Nc, valid, last_complete = _layout(
-        L, opts, state, q.device)
-    cont = state is not None and offset > 0
-    blocks = _Blocks(seg_lens, cs, offset, q.device)
-    Qb, Kb, Vb = (blocks.to_blocks(t) for t in (q, k, v))
-    online_keys, seg_keys = _key_sums(Kb, blocks,
-                                      state.online_keys if cont else None)
-    prev_keys = state.cached_keys if state is not None else \
-        q.new_zeros(B, H, 0, d)
-    all_keys = torch.cat([prev_keys, seg_keys], 2)
-    g, g_on = _gates(u, online_keys, all_keys[:, :, :Nc], valid,
-                     opts['aggregation'], opts['top_k'])
+    lr, cs = opts.inner_lr, opts.chunk_size
+    restart = opts.segment_start == 'restart'
+    Np, Nc, S = layout.num_prev, layout.num_cached, layout.num_segs
+    blocks, Kb, g, g_on = pre.blocks, pre.Kb, pre.g, pre.g_on
+    Qb, Vb = blocks.to_blocks(q), blocks.to_blocks(v)
 
     # Pass 1, over chunks in order: each chunk's gradients at its first
     # weights (anchor), and the weights it ends with.
     init = (w_in.to(q.dtype).expand(B, H, d,
                                     Fh), w_out.to(q.dtype).expand(B, H, Fh, d))
     anchor = state.online if state is not None else init
-    partial = state.partial if cont else None
+    partial = state.partial if pre.cont else None
     seg_first = set(blocks.seg_first)
     seg_end = {
         blk: s
-        for s, blk in enumerate(blocks.seg_last) if s < S - 1 or last_complete
+        for s, blk in enumerate(blocks.seg_last)
+        if s < S - 1 or layout.last_complete
     }
     bases, hiddens, deltas, cached = [], [], [], []
     for b in range(blocks.n):
-        if b in seg_first and restart and not (cont and b == 0):
+        if b in seg_first and restart and not (pre.cont and b == 0):
             anchor = init
         K, V = Kb[:, :, b], Vb[:, :, b]
         z = K @ anchor[0]
@@ -405,14 +493,13 @@ def _deep(q, k, v, u, opts, state, return_state, w_in, w_out):
 
     prev = state.cached if state is not None else \
         (q.new_zeros(B, H, 0, d, Fh), q.new_zeros(B, H, 0, Fh, d))
-    stacked = [
+    stacked = tuple(
         torch.cat([prev[i]] + [c[i][:, :, None] for c in cached], 2)
-        for i in range(2)
-    ]
+        for i in range(2))
     c_in, c_out = (s[:, :, :Nc] for s in stacked)
     z_on = blocks.from_blocks(online_first(Qb))
-    if opts['aggregation'] == 'soup':
-        rows = row_blocks(seg_lens, Np, Nc)
+    if opts.aggregation == 'soup':
+        rows = layout.rows(Nc)
         z = g_on[..., None] * z_on + weighted_read(q, g, c_in, rows)
         a = F.gelu(z)
         y = q + g_on[..., None] * blocks.from_blocks(
@@ -425,17 +512,8 @@ def _deep(q, k, v, u, opts, state, return_state, w_in, w_out):
         if Nc:  # cached reads q + gelu(q W_in^(n)) W_out^(n)
             y = y + g.sum(
                 -1, keepdim=True) * q + _deep_cached_read(
-                    q, g, c_in, c_out, row_blocks(seg_lens, Np, Nc))
-    new_state = None
-    if return_state:
-        n_done = S if last_complete else S - 1
-        okeys = q.new_zeros(B, H, d) if last_complete else seg_keys[:, :, -1]
-        new_offset = 0 if last_complete else \
-            (offset if S == 1 else 0) + seg_lens[-1]
-        new_state = MCState(new_offset, all_keys[:, :, :Np + n_done], okeys,
-                            tuple(s[:, :, :Np + n_done] for s in stacked),
-                            anchor, partial)
-    return y, new_state
+                    q, g, c_in, c_out, layout.rows(Nc))
+    return y, (stacked, anchor, partial)
 
 
 def _deep_cached_read(q, g, c_in, c_out, rows):
@@ -457,30 +535,58 @@ def _deep_cached_read(q, g, c_in, c_out, rows):
 
 
 # --------------------------------------------------------------------------
-# Entry point
+# The shared next-state step, and the entry point
 # --------------------------------------------------------------------------
+def next_state(q, layout: Layout, pre: Prelude,
+               memories: Memories) -> MCState:
+    """What the next piece continues from: the completed segments' keys and
+    memories, and the unfinished segment's (empty when the piece ended
+    one)."""
+    cached, online, partial = memories
+    B, H, _, d = q.shape
+    n = layout.num_prev + layout.num_done
+    if layout.last_complete:
+        offset, online_keys = 0, q.new_zeros(B, H, d)
+    else:
+        offset = (layout.offset if layout.num_segs == 1 else 0) + \
+            layout.seg_lens[-1]
+        online_keys = pre.seg_keys[:, :, -1]
+    return MCState(offset, pre.all_keys[:, :, :n], online_keys,
+                   tuple(c[:, :, :n] for c in cached), online, partial)
+
+
 def memory_caching(q,
                    k,
                    v,
                    u,
-                   opts: dict,
+                   opts: MCOptions,
                    state: Optional[MCState] = None,
                    return_state: bool = False,
                    w_in=None,
                    w_out=None):
     """Causal MC over per-head tensors q (already scaled), k, v, u
-    (B, H, L, d) (u None for residual); ``opts`` as the layer's
-    ``_options()``. Returns (y (B, H, L, d), state or None)."""
+    (B, H, L, d) (u None for residual). Returns (y (B, H, L, d), the state
+    to continue from or None). Half precision computes in float32."""
     dtype = q.dtype
     compute = torch.float32 if dtype in (torch.float16, torch.bfloat16) \
         else dtype
     with torch.autocast(q.device.type, enabled=False):
         q, k, v = (t.to(compute) for t in (q, k, v))
-        if u is not None:
-            u = u.to(compute)
-        if opts['memory'] == 'linear':
-            y, state = _linear(q, k, v, u, opts, state, return_state)
+        u = None if u is None else u.to(compute)
+        layout = Layout.make(int(q.shape[2]), opts, state, q.device)
+        block_size = opts.chunk_size if opts.memory == 'deep' else \
+            opts.block_size
+        pre = prelude(k, u, opts, state, layout, block_size)
+        path = choose_path(q, opts, layout, pre.blocks)
+        if path == 'deep':
+            y, memories = deep(q, k, v, opts, state, layout, pre,
+                               w_in.to(compute), w_out.to(compute))
+        elif path == 'linear_token':
+            y, memories = linear_token(q, k, v, opts, state, layout, pre,
+                                       return_state)
         else:
-            y, state = _deep(q, k, v, u, opts, state, return_state,
-                             w_in.to(compute), w_out.to(compute))
-    return y.to(dtype), state
+            y, memories = linear_state(q, k, v, opts, state, layout, pre,
+                                       path == 'linear_state_fla')
+        new_state = next_state(q, layout, pre, memories) \
+            if return_state else None
+    return y.to(dtype), new_state

@@ -6,7 +6,7 @@ linear attention over the segment's own tokens from a zero state (the
 first segment of a continued stream starts from the carried state),
 ``y_t = q_t sum_{j <= t, j in segment} k_j^T v_j``, and the segment's final
 state ``S = K^T V`` (d_k x d_v). That is the online read and the segment
-states of :mod:`.memory_caching_chunked`; the gates, the cached read and
+states of :mod:`.chunk`; the gates, the cached read and
 the aggregation stay in PyTorch. The segments are passed to fla's chunked
 linear attention (``chunk_simple_gla`` without decay, the kernel behind
 its ``chunk_linear_attn``) as variable-length sequences (``cu_seqlens``,

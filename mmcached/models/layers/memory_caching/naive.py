@@ -1,6 +1,6 @@
 """The reference for Memory Caching: a straightforward loop over tokens.
 
-It applies the per-token math of :mod:`.memory_caching` literally, one
+It applies the per-token math of :mod:`.per_token` literally, one
 token after the other, keeping a Python list of cached memories. It is the
 exact definition the tests (in float64) and the benchmark compare the
 layer's chunked computation with; it is far too slow for training.
@@ -9,33 +9,30 @@ from typing import Optional
 
 import torch
 
-from .memory_caching import (aggregate_reads, deep_read, deep_write,
-                             gate_weights, linear_read, linear_write,
-                             segment_lengths, soup_params)
+from .options import MCOptions
+from .per_token import (aggregate_reads, deep_read, deep_write, gate_weights,
+                        linear_read, linear_write, soup_params)
 
 
 def memory_caching_reference(q: torch.Tensor,
                              k: torch.Tensor,
                              v: torch.Tensor,
                              u: Optional[torch.Tensor],
-                             memory: str = 'linear',
-                             segmentation: str = 'constant',
-                             segment_size: Optional[int] = 256,
-                             num_segments: Optional[int] = None,
-                             segment_start: str = 'checkpoint',
-                             aggregation: str = 'grm',
-                             top_k: Optional[int] = None,
+                             opts: MCOptions,
                              w_in: Optional[torch.Tensor] = None,
-                             w_out: Optional[torch.Tensor] = None,
-                             inner_lr: float = 1.0,
-                             chunk_size: int = 1,
-                             **unused) -> torch.Tensor:
-    """Causal MC, token by token. q (already scaled), k, v, u: (B, H, L, d)
+                             w_out: Optional[torch.Tensor] = None
+                             ) -> torch.Tensor:
+    """Causal MC, token by token, as :func:`.chunk.memory_caching` computes
+    it for the same ``opts``. q (already scaled), k, v, u: (B, H, L, d)
     (u may be None for ``residual``); ``w_in`` (H, d, F) / ``w_out``
-    (H, F, d): the deep memory's initial weights. ``chunk_size``: the deep
-    update takes each token's gradient at the weights of its chunk's first
-    token (chunks of a grid restarted at each segment start); 1 is exact
-    per-token DLA. Returns y (B, H, L, d)."""
+    (H, F, d): the deep memory's initial weights. The deep update takes
+    each token's gradient at the weights of its chunk's first token
+    (``opts.chunk_size``, chunks of a grid restarted at each segment start;
+    1 is exact per-token DLA); the linear memory's ``block_size``,
+    ``linear_form`` and ``kernel`` do not change what is computed. Returns
+    y (B, H, L, d)."""
+    memory, aggregation, top_k = opts.memory, opts.aggregation, opts.top_k
+    inner_lr, chunk_size = opts.inner_lr, opts.chunk_size
     B, H, L, d = q.shape
     if memory == 'linear':
         init = (q.new_zeros(B, H, d, d), )
@@ -48,8 +45,8 @@ def memory_caching_reference(q: torch.Tensor,
         read = deep_read
     cached, cached_keys, outputs = [], [], []
     online, t = init, 0
-    for n in segment_lengths(L, segmentation, segment_size, num_segments):
-        if segment_start == 'restart':
+    for n in opts.segment_lengths(L):
+        if opts.segment_start == 'restart':
             online = init
         keys = q.new_zeros(B, H, d)
         for i in range(n):
@@ -79,27 +76,20 @@ def memory_caching_reference_layer(layer,
                                    x: torch.Tensor,
                                    host=None) -> torch.Tensor:
     """What ``layer(x, host=host)`` computes
-    (:class:`~.memory_caching.MemoryCachingAttention`), with the token
-    mixing done by :func:`memory_caching_reference`."""
+    (:class:`~.layer.MemoryCachingAttention`), with the token mixing done
+    by :func:`memory_caching_reference`."""
     host, q, k, v, u = layer._project(x, host)
     B, L, D = x.shape
-    H, d = layer.num_heads, layer.head_dims
-    opts = layer._options()
 
     def run(q, k, v, u):
-
-        def heads(t):
-            return None if t is None else \
-                t.reshape(B, L, H, d).transpose(1, 2)
-
         y = memory_caching_reference(
-            heads(q) * layer.qk_scale,
-            heads(k),
-            heads(v),
-            heads(u),
+            layer.heads(q) * layer.qk_scale,
+            layer.heads(k),
+            layer.heads(v),
+            layer.heads(u),
+            layer.options,
             w_in=getattr(layer, 'memory_w_in', None),
-            w_out=getattr(layer, 'memory_w_out', None),
-            **opts)
+            w_out=getattr(layer, 'memory_w_out', None))
         return y.transpose(1, 2).reshape(B, L, D)
 
     if layer.causal:

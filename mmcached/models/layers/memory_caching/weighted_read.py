@@ -10,14 +10,15 @@ row block r reads the first ``ncols[r]`` states; about half the work of the
 dense product), and the backward recomputes each block's product instead of
 saving it: memory O(L (a + N)) saved for backward.
 
-:func:`weighted_read` runs the same blocks as plain ops while tracing (so
-mmengine's FLOP counter sees the matmuls), or when asked (tests).
+:func:`weighted_read` runs the same blocks as plain ops
+(:func:`weighted_read_plain`, the reference the tests compare the node
+with) while tracing, so that mmengine's FLOP counter sees the matmuls.
 """
 from typing import List, Sequence, Tuple
 
 import torch
 
-Blocks = Sequence[Tuple[int, int, int]]  # (row start, row end, columns)
+RowBlocks = Sequence[Tuple[int, int, int]]  # (row start, row end, columns)
 
 
 def row_blocks(seg_lens: Sequence[int],
@@ -48,7 +49,7 @@ def _block_product(x, g, r0, r1, n):
     return (g[:, :, r0:r1, :n, None] * x[:, :, r0:r1, None, :]).flatten(-2)
 
 
-def weighted_read_plain(x, g, W, blocks: Blocks):
+def weighted_read_plain(x, g, W, blocks: RowBlocks):
     """The cached read as plain ops, block by block (autograd saves each
     block's product)."""
     B, H, L, _ = x.shape
@@ -105,14 +106,13 @@ class _WeightedRead(torch.autograd.Function):
 def weighted_read(x: torch.Tensor,
                   g: torch.Tensor,
                   W: torch.Tensor,
-                  blocks: Blocks,
-                  plain: bool = False) -> torch.Tensor:
+                  blocks: RowBlocks) -> torch.Tensor:
     """y_t = sum_n g[.., t, n] x_t @ W[.., n] for x (B, H, L, a),
     g (B, H, L, N), W (B, H, N, a, b); row blocks from :func:`row_blocks`
     (rows outside every block, and states beyond a block's column count,
     are not read: their g must be 0). Returns (B, H, L, b)."""
     if not blocks:
         return x.new_zeros(x.shape[:3] + W.shape[-1:])
-    if plain or torch.jit.is_tracing():
+    if torch.jit.is_tracing():
         return weighted_read_plain(x, g, W, blocks)
     return _WeightedRead.apply(x, g, W, tuple(blocks))

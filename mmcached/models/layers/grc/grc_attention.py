@@ -19,12 +19,12 @@ cache C (1, T_m, D_m), D_m = r * D:
 
 Two modules, one idea each: :class:`GatedRecurrentCache` (steps 2-4) and
 :class:`GRCAttention` (steps 1, 5, 6), a mixing cache layer (see
-:mod:`.cache_layer`). The code below is the plain math and the only path: no
+:mod:`..cache_layer`). The code below is the plain math and the only path: no
 custom autograd node saved 10% of the layer's forward + backward time
 (docs/grc.md, "Speed").
 """
 import math
-from typing import Optional, Sequence, Tuple, Union
+from typing import Dict, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.distributed as dist
@@ -32,11 +32,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmcv.cnn import build_norm_layer
 from mmengine.model import BaseModule
-from mmengine.model.weight_init import trunc_normal_
 
 from mmcached.registry import MODELS
-from . import cache_sync
-from .cache_layer import BaseCacheLayer
+from .. import cache_sync
+from ..cache_layer import BaseCacheLayer
+from . import maps
 
 MODES = ('released', 'paper')
 
@@ -300,17 +300,42 @@ class GRCAttention(BaseCacheLayer):
     def cache_len(self) -> int:
         return self.cache.cache_len
 
-    def init_weights(self):
-        super().init_weights()
-        if self.init_cfg is None:
-            for m in self.modules():
-                if isinstance(m, nn.Linear):
-                    trunc_normal_(m.weight, std=.02)
-                    if m.bias is not None:
-                        nn.init.zeros_(m.bias)
-
     def reset_cache(self) -> None:
         self.cache.reset()
+
+    def mix_weights(self) -> torch.Tensor:
+        """sigma(lam_h) per head (H, ): the share of the cache attention in
+        each head's output (0: self-attention only, 1: cache only)."""
+        return torch.sigmoid(self.lam.detach().float())
+
+    @torch.no_grad()
+    def cache_stats(self) -> Dict[str, float]:
+        """``mix``: mean over heads of sigma(lam_h); ``rms``: the cache's
+        root-mean-square entry (its Frobenius norm / sqrt(T_m * D_m), so
+        layers of different sizes share one axis); ``update_rms``: the same
+        of its last training update C_t - C_{t-1} (absent before the first
+        training step)."""
+        memory = self.cache.memory
+        cache_sync.before_read(memory)  # a pending cross-rank update
+        stats = dict(mix=self.mix_weights().mean().item(), rms=_rms(memory))
+        before = self.cache._pre_update
+        if before is not None and before.shape == memory.shape:
+            stats['update_rms'] = _rms(memory - before.to(memory.dtype))
+        return stats
+
+    @torch.no_grad()
+    def cache_maps(self, x, o_self, hw_shape=None) -> Dict[str, torch.Tensor]:
+        """The paper's Fig. 6 from one recorded forward (eval mode, so the
+        updated cache is recomputed from the frozen buffer as that forward
+        computed it): ``self_attention`` and ``cache_attention``, each
+        (B, h, w), the mean output per token normalised to [0, 1]."""
+        src = o_self if self.mode == 'released' else x
+        summary = resize_tokens(src[..., :self.cache_dims], self.cache_len)
+        mem = self.cache.update(summary,
+                                self.cache.memory.to(summary.dtype))
+        o_self_map, o_mem_map = maps.output_maps(self, x, o_self, hw_shape,
+                                                 mem)
+        return dict(self_attention=o_self_map, cache_attention=o_mem_map)
 
     def forward(self,
                 x: torch.Tensor,
@@ -391,9 +416,6 @@ class GRCAttention(BaseCacheLayer):
                 f'num_extra_tokens={self.num_extra_tokens}')
 
 
-def reset_caches(module: nn.Module) -> int:
-    """Empty every cache layer inside ``module``; returns how many."""
-    layers = [m for m in module.modules() if isinstance(m, BaseCacheLayer)]
-    for m in layers:
-        m.reset_cache()
-    return len(layers)
+
+def _rms(t: torch.Tensor) -> float:
+    return t.detach().float().norm().item() / math.sqrt(max(t.numel(), 1))
