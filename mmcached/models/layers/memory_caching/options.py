@@ -10,6 +10,8 @@ from dataclasses import asdict, dataclass, fields
 from numbers import Real
 from typing import List, Optional, Sequence
 
+from .per_token import segment_lengths
+
 MEMORIES = ('linear', 'deep')
 SEGMENTATIONS = ('constant', 'logarithmic', 'uniform')
 SEGMENT_STARTS = ('checkpoint', 'restart')
@@ -134,7 +136,6 @@ class MCOptions:
 
     def segment_lengths(self, length: int) -> List[int]:
         """Segment lengths of a sequence of ``length`` tokens."""
-        from .per_token import segment_lengths
         return segment_lengths(length, self.segmentation, self.segment_size,
                                self.num_segments)
 

@@ -29,8 +29,6 @@ from typing import List, Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 
-from .options import SEGMENTATIONS
-
 Theta = Tuple[torch.Tensor, torch.Tensor]  # deep memory (W_in, W_out)
 
 
@@ -63,8 +61,8 @@ def segment_lengths(length: int,
             1 << b for b in reversed(range(length.bit_length()))
             if length >> b & 1
         ]
-    raise ValueError(f'segmentation must be one of {SEGMENTATIONS}, '
-                     f'got {segmentation!r}')
+    raise ValueError("segmentation must be one of ('constant', "
+                     f"'logarithmic', 'uniform'), got {segmentation!r}")
 
 
 # --------------------------------------------------------------------------
