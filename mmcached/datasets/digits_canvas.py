@@ -42,26 +42,20 @@ Rules:
 - category ids 1..10 are the digits '0'..'9'; each annotation also keeps
   ``digit_index``, the source's index into ``load_digits()``.
 """
-import json
-import os
-import os.path as osp
-import shutil
-import tempfile
-from typing import List, Optional
+from typing import List
 
 import cv2
 import numpy as np
 
 from mmcached.registry import DATASETS
-from .coco import CheckedCocoDataset, check_data_files
 from .digits import digits_split_indices
+from .generated import GeneratedCocoDataset, generate_set, make_coco_split
 
 CLASSES = tuple(str(i) for i in range(10))
 # well separated colours for visualisation
 PALETTE = [(220, 20, 60), (0, 130, 200), (60, 180, 75), (255, 225, 25),
            (245, 130, 48), (145, 30, 180), (70, 240, 240), (240, 50, 230),
            (210, 245, 60), (170, 110, 40)]
-SPLIT_SEEDS = {'train': 0, 'val': 1}
 
 DEFAULT_DIGITS_CANVAS_CFG = dict(
     num_train=500,
@@ -74,14 +68,6 @@ DEFAULT_DIGITS_CANVAS_CFG = dict(
     min_visible=0.6,
     stroke_thr=0.3,
     seed=0)
-
-DIGITS_CANVAS_LAYOUT = """\
-  {root}
-  ├── annotations
-  │   ├── instances_train.json
-  │   └── instances_val.json
-  ├── train/   (images)
-  └── val/     (images)"""
 
 
 def _box(mask: np.ndarray) -> np.ndarray:
@@ -172,143 +158,44 @@ def make_split(out_dir: str, split: str, num_images: int, img_size: int,
                min_size: int, max_size: int, max_objects: int, max_iou: float,
                min_visible: float, stroke_thr: float, seed: int) -> dict:
     """Write the images of one split and return its COCO dict."""
-    if split not in SPLIT_SEEDS:
-        raise ValueError(f'split must be one of {tuple(SPLIT_SEEDS)}')
     sources, labels, source_ids = _load_sources(split)
-    rng = np.random.RandomState([seed, SPLIT_SEEDS[split]])
-    os.makedirs(osp.join(out_dir, split), exist_ok=True)
-    images, annotations = [], []
-    for img_id in range(num_images):
+    img_size, min_size, max_size = int(img_size), int(min_size), int(max_size)
+
+    def draw(rng):
         img, instances = _make_image(rng, sources, labels, img_size, min_size,
                                      max_size, max_objects, max_iou,
                                      min_visible, stroke_thr)
-        file_name = f'{img_id:05d}.png'
-        cv2.imwrite(osp.join(out_dir, split, file_name), img)
-        images.append(
-            dict(
-                id=img_id,
-                file_name=file_name,
-                width=img_size,
-                height=img_size))
-        for k, label, vis in instances:
-            x0, y0, x1, y1 = (int(v) for v in _box(vis))
-            annotations.append(
-                dict(
-                    id=len(annotations) + 1,
-                    image_id=img_id,
-                    category_id=label + 1,
-                    bbox=[
-                        float(x0),
-                        float(y0),
-                        float(x1 - x0),
-                        float(y1 - y0)
-                    ],
-                    area=float(vis.sum()),
-                    segmentation=_rle(vis),
-                    iscrowd=0,
-                    # index into sklearn.datasets.load_digits()
-                    digit_index=int(source_ids[k])))
-    return dict(
-        info=dict(
-            description='mmcached digits canvas (generated from '
-            'sklearn.datasets.load_digits)',
-            split=split,
-            seed=seed),
-        images=images,
-        annotations=annotations,
-        categories=[
-            dict(id=i + 1, name=n, supercategory='digit')
-            for i, n in enumerate(CLASSES)
-        ])
+        # digit_index: the source's index into sklearn's load_digits()
+        return img, [(label + 1, vis, dict(digit_index=int(source_ids[k])))
+                     for k, label, vis in instances]
+
+    return make_coco_split(out_dir, split, num_images, seed, draw, _rle,
+                           ('mmcached digits canvas (generated from '
+                            'sklearn.datasets.load_digits)', CLASSES, 'digit'))
 
 
-def make_digits_canvas(
-        out_dir: str,
-        num_train: int = DEFAULT_DIGITS_CANVAS_CFG['num_train'],
-        num_val: int = DEFAULT_DIGITS_CANVAS_CFG['num_val'],
-        img_size: int = DEFAULT_DIGITS_CANVAS_CFG['img_size'],
-        min_size: int = DEFAULT_DIGITS_CANVAS_CFG['min_size'],
-        max_size: int = DEFAULT_DIGITS_CANVAS_CFG['max_size'],
-        max_objects: int = DEFAULT_DIGITS_CANVAS_CFG['max_objects'],
-        max_iou: float = DEFAULT_DIGITS_CANVAS_CFG['max_iou'],
-        min_visible: float = DEFAULT_DIGITS_CANVAS_CFG['min_visible'],
-        stroke_thr: float = DEFAULT_DIGITS_CANVAS_CFG['stroke_thr'],
-        seed: int = DEFAULT_DIGITS_CANVAS_CFG['seed']) -> str:
-    """Generate the digits canvas set under ``out_dir`` (see the module
-    docstring).
-
-    The files are written to a temporary folder beside ``out_dir`` and moved
-    into place at the end, so an interrupted run or a concurrent one (several
-    dataloader ranks) never leaves a half-written dataset behind.
-    """
-    if not 0 < min_size <= max_size <= img_size:
+def _check(c: dict) -> None:
+    if not 0 < c['min_size'] <= c['max_size'] <= c['img_size']:
         raise ValueError('need 0 < min_size <= max_size <= img_size')
-    if not 0 < stroke_thr < 1:
+    if not 0 < c['stroke_thr'] < 1:
         raise ValueError('need 0 < stroke_thr < 1')
-    out_dir = osp.abspath(out_dir)
-    parent = osp.dirname(out_dir)
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix='.digits-canvas-tmp-', dir=parent)
-    try:
-        os.makedirs(osp.join(tmp, 'annotations'))
-        for split, num in (('train', num_train), ('val', num_val)):
-            coco = make_split(tmp, split, num, int(img_size), int(min_size),
-                              int(max_size), max_objects, max_iou, min_visible,
-                              stroke_thr, seed)
-            with open(
-                    osp.join(tmp, 'annotations', f'instances_{split}.json'),
-                    'w') as f:
-                json.dump(coco, f)
-        if osp.isdir(out_dir) and not os.listdir(out_dir):
-            os.rmdir(out_dir)  # an empty folder counts as missing
-        try:
-            os.rename(tmp, out_dir)
-        except OSError:
-            if not osp.isdir(out_dir):
-                raise
-            # Another process finished first; its output is identical.
-    finally:
-        if osp.isdir(tmp):
-            shutil.rmtree(tmp, ignore_errors=True)
-    return out_dir
+
+
+def make_digits_canvas(out_dir: str, **cfg) -> str:
+    """Generate the digits canvas set under ``out_dir`` (see the module
+    docstring), atomically. ``cfg``: any of ``DEFAULT_DIGITS_CANVAS_CFG``'s
+    keys, over its defaults."""
+    return generate_set('digits-canvas', DEFAULT_DIGITS_CANVAS_CFG, make_split,
+                        _check, out_dir, **cfg)
 
 
 @DATASETS.register_module()
-class DigitsCanvasDataset(CheckedCocoDataset):
-    """The generated digits canvas set (classes '0' ... '9').
-
-    With ``auto_generate=True`` (default) a missing or empty ``data_root`` is
-    filled by :func:`make_digits_canvas` with ``generate_cfg`` (default
-    ``DEFAULT_DIGITS_CANVAS_CFG``) before loading; this takes a few seconds
-    and gives the same files as ``python tools/misc/make_digits_canvas.py
-    --out <data_root>``. A data_root that exists but lacks the files is an
-    error, never overwritten.
-    """
+class DigitsCanvasDataset(GeneratedCocoDataset):
+    """The generated digits canvas set (classes '0' ... '9'), made by
+    :func:`make_digits_canvas` (with ``DEFAULT_DIGITS_CANVAS_CFG``) when its
+    data_root is missing or empty (a few seconds; see
+    :class:`GeneratedCocoDataset`)."""
 
     METAINFO = dict(classes=CLASSES, palette=PALETTE)
-    LAYOUT = DIGITS_CANVAS_LAYOUT
-    HINT = ('Generate it with: python tools/misc/make_digits_canvas.py '
-            '--out <data_root>')
-
-    def __init__(self,
-                 *args,
-                 auto_generate: bool = True,
-                 generate_cfg: Optional[dict] = None,
-                 **kwargs):
-        self.auto_generate = auto_generate
-        self.generate_cfg = dict(DEFAULT_DIGITS_CANVAS_CFG,
-                                 **(generate_cfg or {}))
-        super().__init__(*args, **kwargs)
-
-    def load_data_list(self) -> List[dict]:
-        root = self.data_root
-        if self.auto_generate and root and (not osp.isdir(root)
-                                            or not os.listdir(root)):
-            make_digits_canvas(root, **self.generate_cfg)
-        return super().load_data_list()
-
-
-__all__ = [
-    'CLASSES', 'DEFAULT_DIGITS_CANVAS_CFG', 'make_digits_canvas', 'make_split',
-    'DigitsCanvasDataset', 'check_data_files'
-]
+    DEFAULT_CFG = DEFAULT_DIGITS_CANVAS_CFG
+    generate = staticmethod(make_digits_canvas)

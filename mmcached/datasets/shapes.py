@@ -17,22 +17,16 @@ every shape visible and never puts a shape mostly inside another. The masks
 are the *visible* regions, stored as polygons (outer contours), and the boxes
 are the tight boxes of those regions.
 """
-import json
-import os
-import os.path as osp
-import shutil
-import tempfile
-from typing import List, Optional
+from typing import List
 
 import cv2
 import numpy as np
 
 from mmcached.registry import DATASETS
-from .coco import CheckedCocoDataset, check_data_files
+from .generated import GeneratedCocoDataset, generate_set, make_coco_split
 
 CLASSES = ('circle', 'square', 'triangle')
 PALETTE = [(220, 20, 60), (0, 130, 200), (60, 180, 75)]
-SPLIT_SEEDS = {'train': 0, 'val': 1}
 
 DEFAULT_SHAPES_CFG = dict(
     num_train=600,
@@ -43,14 +37,6 @@ DEFAULT_SHAPES_CFG = dict(
     max_objects=4,
     min_visible=0.6,
     seed=0)
-
-SHAPES_LAYOUT = """\
-  {root}
-  ├── annotations
-  │   ├── instances_train.json
-  │   └── instances_val.json
-  ├── train/   (images)
-  └── val/     (images)"""
 
 
 def _outline(cls: str, cx: float, cy: float, size: float,
@@ -143,130 +129,35 @@ def make_split(out_dir: str, split: str, num_images: int, img_size: int,
                min_size: float, max_size: float, max_objects: int,
                min_visible: float, seed: int) -> dict:
     """Write the images of one split and return its COCO dict."""
-    if split not in SPLIT_SEEDS:
-        raise ValueError(f'split must be one of {tuple(SPLIT_SEEDS)}')
-    rng = np.random.RandomState([seed, SPLIT_SEEDS[split]])
-    os.makedirs(osp.join(out_dir, split), exist_ok=True)
-    images, annotations = [], []
-    for img_id in range(num_images):
+
+    def draw(rng):
         img, instances = _make_image(rng, img_size, min_size, max_size,
                                      max_objects, min_visible)
-        file_name = f'{img_id:05d}.png'
-        # cv2 writes BGR; our arrays are RGB.
-        cv2.imwrite(osp.join(out_dir, split, file_name), img[..., ::-1])
-        images.append(
-            dict(
-                id=img_id,
-                file_name=file_name,
-                width=img_size,
-                height=img_size))
-        for cls_idx, vis in instances:
-            polys = _polygons(vis)
-            if not polys:
-                continue
-            ys, xs = np.nonzero(vis)
-            x0, y0 = int(xs.min()), int(ys.min())
-            w, h = int(xs.max()) - x0 + 1, int(ys.max()) - y0 + 1
-            annotations.append(
-                dict(
-                    id=len(annotations) + 1,
-                    image_id=img_id,
-                    category_id=cls_idx + 1,
-                    bbox=[float(x0), float(y0),
-                          float(w), float(h)],
-                    area=float(vis.sum()),
-                    segmentation=polys,
-                    iscrowd=0))
-    return dict(
-        info=dict(
-            description='mmcached shapes (generated)', split=split, seed=seed),
-        images=images,
-        annotations=annotations,
-        categories=[
-            dict(id=i + 1, name=n, supercategory='shape')
-            for i, n in enumerate(CLASSES)
-        ])
+        return img, [(c + 1, vis, {}) for c, vis in instances]
+
+    return make_coco_split(out_dir, split, num_images, seed, draw, _polygons,
+                           ('mmcached shapes (generated)', CLASSES, 'shape'))
 
 
-def make_shapes(out_dir: str,
-                num_train: int = DEFAULT_SHAPES_CFG['num_train'],
-                num_val: int = DEFAULT_SHAPES_CFG['num_val'],
-                img_size: int = DEFAULT_SHAPES_CFG['img_size'],
-                min_size: float = DEFAULT_SHAPES_CFG['min_size'],
-                max_size: float = DEFAULT_SHAPES_CFG['max_size'],
-                max_objects: int = DEFAULT_SHAPES_CFG['max_objects'],
-                min_visible: float = DEFAULT_SHAPES_CFG['min_visible'],
-                seed: int = DEFAULT_SHAPES_CFG['seed']) -> str:
-    """Generate the shapes dataset under ``out_dir`` (see module docstring).
-
-    The files are written to a temporary folder beside ``out_dir`` and moved
-    into place at the end, so an interrupted run or a concurrent one (several
-    dataloader ranks) never leaves a half-written dataset behind.
-    """
-    if not 0 < min_size <= max_size < img_size:
+def _check(c: dict) -> None:
+    if not 0 < c['min_size'] <= c['max_size'] < c['img_size']:
         raise ValueError('need 0 < min_size <= max_size < img_size')
-    out_dir = osp.abspath(out_dir)
-    parent = osp.dirname(out_dir)
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix='.shapes-tmp-', dir=parent)
-    try:
-        os.makedirs(osp.join(tmp, 'annotations'))
-        for split, num in (('train', num_train), ('val', num_val)):
-            coco = make_split(tmp, split, num, img_size, min_size, max_size,
-                              max_objects, min_visible, seed)
-            with open(
-                    osp.join(tmp, 'annotations', f'instances_{split}.json'),
-                    'w') as f:
-                json.dump(coco, f)
-        if osp.isdir(out_dir) and not os.listdir(out_dir):
-            os.rmdir(out_dir)  # an empty folder counts as missing
-        try:
-            os.rename(tmp, out_dir)
-        except OSError:
-            if not osp.isdir(out_dir):
-                raise
-            # Another process finished first; its output is identical.
-    finally:
-        if osp.isdir(tmp):
-            shutil.rmtree(tmp, ignore_errors=True)
-    return out_dir
+
+
+def make_shapes(out_dir: str, **cfg) -> str:
+    """Generate the shapes dataset under ``out_dir`` (see module docstring),
+    atomically. ``cfg``: any of ``DEFAULT_SHAPES_CFG``'s keys, over its
+    defaults."""
+    return generate_set('shapes', DEFAULT_SHAPES_CFG, make_split, _check,
+                        out_dir, **cfg)
 
 
 @DATASETS.register_module()
-class ShapesDataset(CheckedCocoDataset):
-    """The generated shapes set (classes circle, square, triangle).
-
-    With ``auto_generate=True`` (default) a missing or empty ``data_root`` is
-    filled by :func:`make_shapes` with ``generate_cfg`` (default
-    ``DEFAULT_SHAPES_CFG``) before loading; this takes a few seconds and gives
-    the same files as ``python tools/misc/make_shapes.py --out <data_root>``.
-    A data_root that exists but lacks the files is an error, never
-    overwritten.
-    """
+class ShapesDataset(GeneratedCocoDataset):
+    """The generated shapes set (classes circle, square, triangle), made by
+    :func:`make_shapes` (with ``DEFAULT_SHAPES_CFG``) when its data_root is
+    missing or empty (a few seconds; see :class:`GeneratedCocoDataset`)."""
 
     METAINFO = dict(classes=CLASSES, palette=PALETTE)
-    LAYOUT = SHAPES_LAYOUT
-    HINT = ('Generate it with: python tools/misc/make_shapes.py --out '
-            '<data_root>')
-
-    def __init__(self,
-                 *args,
-                 auto_generate: bool = True,
-                 generate_cfg: Optional[dict] = None,
-                 **kwargs):
-        self.auto_generate = auto_generate
-        self.generate_cfg = dict(DEFAULT_SHAPES_CFG, **(generate_cfg or {}))
-        super().__init__(*args, **kwargs)
-
-    def load_data_list(self) -> List[dict]:
-        root = self.data_root
-        if self.auto_generate and root and (not osp.isdir(root)
-                                            or not os.listdir(root)):
-            make_shapes(root, **self.generate_cfg)
-        return super().load_data_list()
-
-
-__all__ = [
-    'CLASSES', 'DEFAULT_SHAPES_CFG', 'make_shapes', 'make_split',
-    'ShapesDataset', 'check_data_files'
-]
+    DEFAULT_CFG = DEFAULT_SHAPES_CFG
+    generate = staticmethod(make_shapes)

@@ -126,8 +126,8 @@ def _per_token_gates(layer, x):
         keys = torch.zeros(B, H, d)
         for _ in range(n):
             keys = keys + k[:, :, t]
-            g_c, g_on = gate_weights(None if u is None else u[:, :, t],
-                                     cached, keys, layer.options.aggregation,
+            g_c, g_on = gate_weights(None if u is None else u[:, :, t], cached,
+                                     keys, layer.options.aggregation,
                                      layer.options.top_k)
             for i, g in enumerate(g_c):
                 out[:, :, t, i] = g
@@ -157,8 +157,7 @@ def test_mc_gate_weights(aggregation, top_k):
     assert uniform.cache_maps(x, None, None)['gates'].shape == (2, 10, 3)
     assert fwd.shape == rev.shape == (2, 10, 4)
     torch.testing.assert_close(fwd, _per_token_gates(layer, x))
-    torch.testing.assert_close(rev,
-                               _per_token_gates(layer, x.flip(1)).flip(1))
+    torch.testing.assert_close(rev, _per_token_gates(layer, x.flip(1)).flip(1))
     seg = torch.arange(10) // 3  # each token's own segment, forward scan
     after = torch.arange(4)[None] > seg[:, None]
     assert fwd[:, after].eq(0).all()  # no segment after the token's own

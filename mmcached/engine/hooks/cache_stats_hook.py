@@ -3,8 +3,8 @@ from typing import Optional
 
 from mmengine.hooks import Hook, LoggerHook
 
-from mmcached.registry import HOOKS
 from mmcached.analysis import cache_layer_stats, named_cache_layers
+from mmcached.registry import HOOKS
 
 
 @HOOKS.register_module()

@@ -10,8 +10,8 @@ from mmengine.runner.checkpoint import (_load_checkpoint_with_prefix,
 
 from mmcached.registry import MODELS
 from ..layers.cache_layer import BaseCacheLayer
-from .base import (CACHE_ARGS_DOC, CachedBackboneMixin, CacheSites,
-                   merge_arch, stage_grids)
+from .base import (CACHE_ARGS_DOC, CachedBackboneMixin, CacheSites, merge_arch,
+                   stage_grids)
 
 
 class _CachedPVTMixin(CachedBackboneMixin):

@@ -9,8 +9,8 @@ tuple) also feed mmpretrain's ``GlobalAveragePooling`` neck + linear head.
 from mmdet.models.backbones.swin import SwinTransformer
 
 from mmcached.registry import MODELS
-from .base import (CACHE_ARGS_DOC, CachedBackboneMixin, CacheSites,
-                   merge_arch, stage_grids)
+from .base import (CACHE_ARGS_DOC, CachedBackboneMixin, CacheSites, merge_arch,
+                   stage_grids)
 
 
 @MODELS.register_module()

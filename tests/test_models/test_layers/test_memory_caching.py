@@ -12,8 +12,7 @@ import torch.nn.functional as F
 from mmcached.models.layers.memory_caching import (
     MCOptions, MemoryCachingAttention, memory_caching,
     memory_caching_reference, memory_caching_reference_layer)
-from mmcached.models.layers.memory_caching import \
-    weighted_read as mc_autograd
+from mmcached.models.layers.memory_caching import weighted_read as mc_autograd
 from mmcached.models.layers.memory_caching.fla import fla_available
 from mmcached.models.layers.memory_caching.per_token import (deep_gradient,
                                                              deep_read,

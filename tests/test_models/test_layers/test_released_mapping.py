@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from mmcached.models.layers.grc.grc_attention import GRCAttention
-from mmcached.models.layers.grc.released_mapping import map_released_grc_state_dict
+from mmcached.models.layers.grc.released_mapping import \
+    map_released_grc_state_dict
 
 
 def _released_keys(dim=16,

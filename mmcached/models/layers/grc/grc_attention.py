@@ -331,8 +331,7 @@ class GRCAttention(BaseCacheLayer):
         (B, h, w), the mean output per token normalised to [0, 1]."""
         src = o_self if self.mode == 'released' else x
         summary = resize_tokens(src[..., :self.cache_dims], self.cache_len)
-        mem = self.cache.update(summary,
-                                self.cache.memory.to(summary.dtype))
+        mem = self.cache.update(summary, self.cache.memory.to(summary.dtype))
         o_self_map, o_mem_map = maps.output_maps(self, x, o_self, hw_shape,
                                                  mem)
         return dict(self_attention=o_self_map, cache_attention=o_mem_map)
@@ -414,7 +413,6 @@ class GRCAttention(BaseCacheLayer):
                 f'cache_dims={self.cache_dims}, mode={self.mode!r}, '
                 f'sr_ratio={self.sr_ratio}, '
                 f'num_extra_tokens={self.num_extra_tokens}')
-
 
 
 def _rms(t: torch.Tensor) -> float:

@@ -250,8 +250,8 @@ class Layout:
         Np = 0 if state is None else state.cached_keys.shape[2]
         S = len(seg_lens)
         # made on the CPU: built on a GPU, repeat_interleave would sync
-        seg_tok = torch.repeat_interleave(torch.arange(S),
-                                          torch.tensor(seg_lens)) + Np
+        seg_tok = torch.repeat_interleave(
+            torch.arange(S), torch.tensor(seg_lens)) + Np
         Nc = Np + S - 1  # the piece's last segment is never read as cached
         valid = _to(torch.arange(Nc)[None] < seg_tok[:, None], device)
         # one pass (logarithmic, uniform): nothing continues
@@ -289,8 +289,8 @@ class Prelude:
     cont: bool
 
 
-def prelude(k, u, opts: MCOptions, state: Optional[MCState],
-            layout: Layout, block_size: int) -> Prelude:
+def prelude(k, u, opts: MCOptions, state: Optional[MCState], layout: Layout,
+            block_size: int) -> Prelude:
     B, H, L, d = (int(n) for n in k.shape)  # ints while tracing
     cont = state is not None and layout.offset > 0
     blocks = SegmentBlocks(layout.seg_lens, block_size, layout.offset,
@@ -440,7 +440,7 @@ def deep(q, k, v, opts, state, layout: Layout, pre: Prelude, w_in, w_out):
     Fh = w_in.shape[-1]
     lr, cs = opts.inner_lr, opts.chunk_size
     restart = opts.segment_start == 'restart'
-    Np, Nc, S = layout.num_prev, layout.num_cached, layout.num_segs
+    Nc, S = layout.num_cached, layout.num_segs
     blocks, Kb, g, g_on = pre.blocks, pre.Kb, pre.g, pre.g_on
     Qb, Vb = blocks.to_blocks(q), blocks.to_blocks(v)
 
@@ -537,8 +537,7 @@ def _deep_cached_read(q, g, c_in, c_out, rows):
 # --------------------------------------------------------------------------
 # The shared next-state step, and the entry point
 # --------------------------------------------------------------------------
-def next_state(q, layout: Layout, pre: Prelude,
-               memories: Memories) -> MCState:
+def next_state(q, layout: Layout, pre: Prelude, memories: Memories) -> MCState:
     """What the next piece continues from: the completed segments' keys and
     memories, and the unfinished segment's (empty when the piece ended
     one)."""

@@ -73,27 +73,16 @@ class MemoryCachingAttention(BaseCacheLayer):
                  qkv_bias: bool = True,
                  host_projections: bool = False,
                  init_cfg=None):
+        # the arguments named as MCOptions' fields, typed and validated there
+        opts = MCOptions.pick(locals())
         super().__init__(init_cfg=init_cfg)
-        self.options = opts = MCOptions(
-            memory=memory,
-            segmentation=segmentation,
-            segment_size=segment_size,
-            num_segments=num_segments,
-            segment_start=segment_start,
-            aggregation=aggregation,
-            top_k=top_k,
-            chunk_size=chunk_size,
-            inner_lr=inner_lr,
-            deep_expansion=deep_expansion,
-            block_size=block_size,
-            linear_form=linear_form,
-            kernel=kernel)
+        self.options = opts
         if int(embed_dims) < 1 or int(num_heads) < 1 or \
                 embed_dims % num_heads:
             raise ValueError(f'num_heads ({num_heads}) must divide embed_dims '
                              f'({embed_dims}), both >= 1')
-        if qk_scale is not None and (isinstance(qk_scale, bool) or
-                                     not isinstance(qk_scale, Real)
+        if qk_scale is not None and (isinstance(qk_scale, bool)
+                                     or not isinstance(qk_scale, Real)
                                      or not qk_scale > 0):
             raise ValueError(f'qk_scale must be None or a number > 0, got '
                              f'{qk_scale!r}')
@@ -215,8 +204,10 @@ class MemoryCachingAttention(BaseCacheLayer):
         return t.reshape(B, L, self.num_heads, self.head_dims).transpose(1, 2)
 
     @torch.no_grad()
-    def cache_maps(self, x, hw_shape=None, host=None) -> Dict[str,
-                                                             torch.Tensor]:
+    def cache_maps(self,
+                   x,
+                   hw_shape=None,
+                   host=None) -> Dict[str, torch.Tensor]:
         """Which segments each token reads, from one recorded forward:
         ``gates`` (and ``gates_reversed`` for ``causal=False``, rows in
         raster order), each (B, L, S), mean over heads: row t holds the gate
@@ -247,4 +238,3 @@ class MemoryCachingAttention(BaseCacheLayer):
         if o.memory == 'deep':
             s += f', chunk_size={o.chunk_size}, inner_lr={o.inner_lr}'
         return s
-

@@ -14,14 +14,14 @@ from .per_token import (aggregate_reads, deep_read, deep_write, gate_weights,
                         linear_read, linear_write, soup_params)
 
 
-def memory_caching_reference(q: torch.Tensor,
-                             k: torch.Tensor,
-                             v: torch.Tensor,
-                             u: Optional[torch.Tensor],
-                             opts: MCOptions,
-                             w_in: Optional[torch.Tensor] = None,
-                             w_out: Optional[torch.Tensor] = None
-                             ) -> torch.Tensor:
+def memory_caching_reference(
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        u: Optional[torch.Tensor],
+        opts: MCOptions,
+        w_in: Optional[torch.Tensor] = None,
+        w_out: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Causal MC, token by token, as :func:`.chunk.memory_caching` computes
     it for the same ``opts``. q (already scaled), k, v, u: (B, H, L, d)
     (u may be None for ``residual``); ``w_in`` (H, d, F) / ``w_out``

@@ -2,8 +2,8 @@
 the layer, the chunked engine, the reference loop and the tests.
 
 The config keys are the layer's arguments of the same names
-(``cache_cfg=dict(type='MemoryCachingAttention', segment_size=64, ...)``);
-:meth:`MCOptions.from_kwargs` suggests the nearest key for a misspelt one.
+(``cache_cfg=dict(type='MemoryCachingAttention', segment_size=64, ...)``).
+A misspelt choice gets the nearest allowed one suggested.
 """
 import difflib
 from dataclasses import asdict, dataclass, fields
@@ -72,22 +72,17 @@ class MCOptions:
     kernel: str = 'auto'
 
     def __post_init__(self):
-        for name, allowed in (('memory', MEMORIES),
-                              ('segmentation', SEGMENTATIONS),
-                              ('segment_start', SEGMENT_STARTS),
-                              ('aggregation', AGGREGATIONS),
+        for name, allowed in (('memory', MEMORIES), ('segmentation',
+                                                     SEGMENTATIONS),
+                              ('segment_start',
+                               SEGMENT_STARTS), ('aggregation', AGGREGATIONS),
                               ('linear_form', LINEAR_FORMS), ('kernel',
                                                               KERNELS)):
             _check_choice(name, getattr(self, name), allowed)
         self._check_segments()
-        if self.aggregation == 'ssc':
-            if self.top_k is None:
-                raise ValueError("aggregation='ssc' needs top_k (an int >= "
-                                 '1: cached segments kept per token)')
-            _check_int('top_k', self.top_k)
-        elif self.top_k is not None:
-            raise ValueError(f"top_k applies only to aggregation='ssc', "
-                             f'got aggregation={self.aggregation!r}')
+        _check_conditional('top_k', self.top_k, 'aggregation',
+                           self.aggregation, 'ssc',
+                           'cached segments kept per token')
         for name in ('chunk_size', 'deep_expansion', 'block_size'):
             _check_int(name, getattr(self, name))
         if isinstance(self.inner_lr, bool) or not isinstance(
@@ -107,15 +102,9 @@ class MCOptions:
             raise ValueError('segment_size applies only to '
                              "segmentation='constant'; logarithmic and "
                              'uniform segments follow the sequence length')
-        if self.segmentation == 'uniform':
-            if self.num_segments is None:
-                raise ValueError("segmentation='uniform' needs num_segments "
-                                 '(an int >= 1: segments per sequence)')
-            _check_int('num_segments', self.num_segments)
-        elif self.num_segments is not None:
-            raise ValueError(
-                "num_segments applies only to segmentation='uniform', "
-                f'got {self.segmentation!r}')
+        _check_conditional('num_segments', self.num_segments, 'segmentation',
+                           self.segmentation, 'uniform',
+                           'segments per sequence')
 
     def _check_fla(self):
         from .fla import fla_available
@@ -143,19 +132,10 @@ class MCOptions:
         return asdict(self)
 
     @classmethod
-    def from_kwargs(cls, owner: str = 'MemoryCachingAttention', **kwargs):
-        """Options from keyword arguments; an unknown key is an error that
-        names the nearest option."""
-        names = [f.name for f in fields(cls)]
-        unknown = [k for k in kwargs if k not in names]
-        if unknown:
-            hints = []
-            for k in unknown:
-                close = difflib.get_close_matches(k, names, n=1)
-                hints.append(f'{k!r}' + (f' (did you mean {close[0]!r}?)'
-                                         if close else ''))
-            raise TypeError(f'{owner}: unknown option ' + ', '.join(hints))
-        return cls(**kwargs)
+    def pick(cls, args: dict) -> 'MCOptions':
+        """Options from the entries of ``args`` named as the fields (e.g. a
+        layer's ``locals()``, whose signature spells every option out)."""
+        return cls(**{f.name: args[f.name] for f in fields(cls)})
 
 
 def _check_choice(option: str, value, allowed: Sequence[str]) -> None:
@@ -164,6 +144,20 @@ def _check_choice(option: str, value, allowed: Sequence[str]) -> None:
         hint = f' (did you mean {close[0]!r}?)' if close else ''
         raise ValueError(f'{option} must be one of {tuple(allowed)}, '
                          f'got {value!r}{hint}')
+
+
+def _check_conditional(option: str, value, key: str, setting: str,
+                       needed_by: str, meaning: str) -> None:
+    """``option`` (an int >= 1) is required where ``key`` is
+    ``needed_by``, and not allowed for any other setting."""
+    if setting == needed_by:
+        if value is None:
+            raise ValueError(f'{key}={needed_by!r} needs {option} (an int '
+                             f'>= 1: {meaning})')
+        _check_int(option, value)
+    elif value is not None:
+        raise ValueError(f'{option} applies only to {key}={needed_by!r}, '
+                         f'got {key}={setting!r}')
 
 
 def _check_int(option: str, value) -> None:

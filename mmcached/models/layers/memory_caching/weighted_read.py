@@ -103,9 +103,7 @@ class _WeightedRead(torch.autograd.Function):
         return gx, gg, gW, None
 
 
-def weighted_read(x: torch.Tensor,
-                  g: torch.Tensor,
-                  W: torch.Tensor,
+def weighted_read(x: torch.Tensor, g: torch.Tensor, W: torch.Tensor,
                   blocks: RowBlocks) -> torch.Tensor:
     """y_t = sum_n g[.., t, n] x_t @ W[.., n] for x (B, H, L, a),
     g (B, H, L, N), W (B, H, N, a, b); row blocks from :func:`row_blocks`
