@@ -90,8 +90,8 @@ class CachedSpatialReductionAttention(CachedAttentionMixin,
             identity = x
         # With identity=0 and the dropouts moved out, the base forward
         # returns its attention output after the output projection.
-        host = partial(super().forward, x, hw_shape, identity=0)
-        out = self._cached_forward(x, hw_shape, host)
+        host_forward = partial(super().forward, x, hw_shape, identity=0)
+        out = self._cached_forward(x, hw_shape, host_forward)
         return identity + self.post_dropout_layer(self.post_proj_drop(out))
 
 
@@ -122,8 +122,9 @@ class CachedShiftWindowMSA(CachedAttentionMixin, ShiftWindowMSA):
     def forward(self, query, hw_shape):
         """query: (B, H*W, C) normed tokens; returns (B, H*W, C) before the
         block's residual."""
-        host = partial(super().forward, query, hw_shape)
-        return self.drop_path(self._cached_forward(query, hw_shape, host))
+        host_forward = partial(super().forward, query, hw_shape)
+        return self.drop_path(
+            self._cached_forward(query, hw_shape, host_forward))
 
 
 class CachedMultiheadAttention(CachedAttentionMixin, MultiheadAttention):
@@ -153,8 +154,8 @@ class CachedMultiheadAttention(CachedAttentionMixin, MultiheadAttention):
         """x: (B, N, D) normed tokens (extra tokens first) and the patch
         grid ``hw_shape`` (None: square); returns (B, N, D) before the
         layer's residual."""
-        host = partial(super().forward, x)
-        out = self._cached_forward(x, hw_shape, host)
+        host_forward = partial(super().forward, x)
+        out = self._cached_forward(x, hw_shape, host_forward)
         return self.post_out_drop(self.post_proj_drop(out))
 
 

@@ -120,7 +120,7 @@ def test_train_writes_batch_mean_eval_does_not():
     before = cache.memory.clone()
     cache(torch.randn(3, 5, 4))
     assert torch.equal(cache.memory, before)
-    cache.reset()
+    cache.reset_cache()
     assert not cache.memory.any()
 
 

@@ -10,7 +10,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from mmcached.models.layers.memory_caching import (
-    MCOptions, MemoryCachingAttention, memory_caching,
+    MCOptions, MemoryCachingAttention, chunk_memory_caching,
     memory_caching_reference, memory_caching_reference_layer)
 from mmcached.models.layers.memory_caching import weighted_read as mc_autograd
 from mmcached.models.layers.memory_caching.fla import fla_available
@@ -97,7 +97,7 @@ def _both(q, k, v, u, **kw):
     """The chunked computation and the reference loop on the same input."""
     w = dict(w_in=kw.pop('w_in', None), w_out=kw.pop('w_out', None))
     opts = _opts(**kw)
-    fast = memory_caching(q, k, v, u, opts, **w)[0]
+    fast = chunk_memory_caching(q, k, v, u, opts, **w)[0]
     ref = memory_caching_reference(q, k, v, u, opts, **w)
     _close(fast, ref)
     return fast[0, 0]
@@ -316,7 +316,7 @@ def test_linear_residual_is_one_presummed_memory(start):
     memory; checkpoint, token j's write counted 1 + s - seg(j) times."""
     q, k, v, u = _rand()
     C, L = 3, 11
-    y = memory_caching(
+    y = chunk_memory_caching(
         q, k, v, None,
         _opts(aggregation='residual', segment_size=C, segment_start=start))[0]
     seg = torch.arange(L) // C
@@ -332,8 +332,8 @@ def test_linear_residual_is_one_presummed_memory(start):
 def test_linear_soup_equals_grm(start, form):
     q, k, v, u = _rand()
     kw = dict(segment_size=3, segment_start=start, linear_form=form)
-    soup = memory_caching(q, k, v, u, _opts(aggregation='soup', **kw))[0]
-    grm = memory_caching(q, k, v, u, _opts(aggregation='grm', **kw))[0]
+    soup = chunk_memory_caching(q, k, v, u, _opts(aggregation='soup', **kw))[0]
+    grm = chunk_memory_caching(q, k, v, u, _opts(aggregation='grm', **kw))[0]
     _close(soup, grm, 1e-12)
 
 
@@ -344,12 +344,14 @@ def test_ssc_with_all_segments_equals_grm(memory):
         w_in=0.3 * torch.randn(2, 2, 8, dtype=torch.float64),
         w_out=0.3 * torch.randn(2, 8, 2, dtype=torch.float64))
     kw = dict(memory=memory, segment_size=3, chunk_size=2)  # 3 caches max
-    grm = memory_caching(q, k, v, u, _opts(aggregation='grm', **kw), **w)[0]
-    ssc = memory_caching(q, k, v, u, _opts(aggregation='ssc', top_k=3, **kw),
-                         **w)[0]
+    grm = chunk_memory_caching(q, k, v, u, _opts(aggregation='grm', **kw),
+                               **w)[0]
+    ssc = chunk_memory_caching(q, k, v, u,
+                               _opts(aggregation='ssc', top_k=3, **kw), **w)[0]
     _close(ssc, grm, 1e-12)
-    fewer = memory_caching(q, k, v, u, _opts(aggregation='ssc', top_k=1, **kw),
-                           **w)[0]
+    fewer = chunk_memory_caching(q, k, v, u,
+                                 _opts(aggregation='ssc', top_k=1, **kw),
+                                 **w)[0]
     assert not torch.allclose(fewer, grm)
 
 
@@ -362,15 +364,15 @@ def test_one_segment_is_the_plain_memory(aggregation):
         aggregation=aggregation,
         segment_size=7,
         top_k=1 if aggregation == 'ssc' else None)
-    y = memory_caching(q, k, v, u, _opts(**kw))[0]
+    y = chunk_memory_caching(q, k, v, u, _opts(**kw))[0]
     _close(y, _causal_linear(q, k, v))
     uniform = dict(
         kw, segmentation='uniform', segment_size=None, num_segments=1)
-    _close(memory_caching(q, k, v, u, _opts(**uniform))[0], y)
+    _close(chunk_memory_caching(q, k, v, u, _opts(**uniform))[0], y)
     torch.manual_seed(3)
     w_in = 0.3 * torch.randn(2, 2, 8, dtype=torch.float64)
     w_out = 0.3 * torch.randn(2, 8, 2, dtype=torch.float64)
-    y = memory_caching(
+    y = chunk_memory_caching(
         q, k, v, u, _opts(memory='deep', **kw), w_in=w_in, w_out=w_out)[0]
     b, h, t = 1, 1, 5
     theta = _dla_steps(w_in[h], w_out[h], k[b, h, :t + 1], v[b, h, :t + 1], 1.)
@@ -386,7 +388,7 @@ def test_logarithmic_segments_of_37_tokens():
         segmentation='logarithmic',
         segment_size=None,
         segment_start='restart')
-    y = memory_caching(q, k, v, None, opts)[0][0, 0]
+    y = chunk_memory_caching(q, k, v, None, opts)[0][0, 0]
     Q, K, V = q[0, 0], k[0, 0], v[0, 0]
     for t, own in ((35, range(32, 36)), (36, [36])):
         caches = [range(0, 32)] + ([range(32, 36)] if t == 36 else [])

@@ -120,7 +120,7 @@ class GatedRecurrentCache(BaseModule):
     def _land_update(self, *args, **kwargs) -> None:
         cache_sync.before_read(self.memory)
 
-    def reset(self) -> None:
+    def reset_cache(self) -> None:
         """Empty the cache (zeros)."""
         self._land_update()
         self.memory.zero_()
@@ -301,7 +301,7 @@ class GRCAttention(BaseCacheLayer):
         return self.cache.cache_len
 
     def reset_cache(self) -> None:
-        self.cache.reset()
+        self.cache.reset_cache()
 
     def mix_weights(self) -> torch.Tensor:
         """sigma(lam_h) per head (H, ): the share of the cache attention in

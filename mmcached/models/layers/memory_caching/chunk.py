@@ -2,10 +2,10 @@
 :class:`~.layer.MemoryCachingAttention`.
 
 Same outputs as the per-token math of :mod:`.per_token` (tested against
-the loop of :mod:`.naive` in float64). :func:`memory_caching` is the entry:
-a shared prelude (segments, blocks, key sums, gates), one place that picks
-the path and kernel (:func:`choose_path`), one function per path, and one
-shared next-state step. Limits, stated up front:
+the loop of :mod:`.naive` in float64). :func:`chunk_memory_caching` is the
+entry: a shared prelude (segments, blocks, key sums, gates), one place that
+picks the path and kernel (:func:`choose_path`), one function per path, and
+one shared next-state step. Limits, stated up front:
 
 - Linear memory: exact, no Python loop at all. Per head, with N segments
   of length C, blocks of b tokens inside segments:
@@ -554,15 +554,15 @@ def next_state(q, layout: Layout, pre: Prelude, memories: Memories) -> MCState:
                    tuple(c[:, :, :n] for c in cached), online, partial)
 
 
-def memory_caching(q,
-                   k,
-                   v,
-                   u,
-                   opts: MCOptions,
-                   state: Optional[MCState] = None,
-                   return_state: bool = False,
-                   w_in=None,
-                   w_out=None):
+def chunk_memory_caching(q,
+                         k,
+                         v,
+                         u,
+                         opts: MCOptions,
+                         state: Optional[MCState] = None,
+                         return_state: bool = False,
+                         w_in=None,
+                         w_out=None):
     """Causal MC over per-head tensors q (already scaled), k, v, u
     (B, H, L, d) (u None for residual). Returns (y (B, H, L, d), the state
     to continue from or None). Half precision computes in float32."""

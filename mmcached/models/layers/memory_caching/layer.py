@@ -1,6 +1,6 @@
 """The Memory Caching layer (Behrouz et al., "Memory Caching: RNNs with
 Growing Memory", arXiv 2602.24281): a replacing cache layer (see
-:mod:`..cache_layer`) whose token mixing is :func:`.chunk.memory_caching`
+:mod:`..cache_layer`) whose token mixing is :func:`.chunk.chunk_memory_caching`
 over its own or its host's projections. The math, one token at a time:
 :mod:`.per_token`; the options: :class:`.options.MCOptions`.
 """
@@ -13,7 +13,7 @@ from mmengine.model.weight_init import trunc_normal_
 
 from mmcached.registry import MODELS
 from ..cache_layer import BaseCacheLayer
-from .chunk import memory_caching
+from .chunk import chunk_memory_caching
 from .maps import scan_gate_weights
 from .options import MCOptions
 
@@ -184,7 +184,7 @@ class MemoryCachingAttention(BaseCacheLayer):
         """The token mixing on projected (B, L, D) tensors (u None for
         residual); returns (y (B, L, D), state or None)."""
         B, L, D = q.shape
-        y, state = memory_caching(
+        y, state = chunk_memory_caching(
             self.heads(q) * self.qk_scale,
             self.heads(k),
             self.heads(v),
