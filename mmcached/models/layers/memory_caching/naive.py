@@ -23,8 +23,9 @@ def memory_caching_reference(
         w_in: Optional[torch.Tensor] = None,
         w_out: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Causal MC, token by token, as :func:`.chunk.chunk_memory_caching`
-    computes it for the same ``opts``. q (already scaled), k, v, u: (B, H, L, d)
-    (u may be None for ``residual``); ``w_in`` (H, d, F) / ``w_out``
+    computes it for the same ``opts``. q (already scaled), k, v, u:
+    (B, H, L, d) (u may be None for ``residual``); ``w_in`` (H, d, F) /
+    ``w_out``
     (H, F, d): the deep memory's initial weights. The deep update takes
     each token's gradient at the weights of its chunk's first token
     (``opts.chunk_size``, chunks of a grid restarted at each segment start;
