@@ -287,3 +287,57 @@ def test_twin_models_start_from_the_same_weights():
         assert set(plain) < set(cached)
         differ = [k for k in plain if not torch.equal(cached[k], plain[k])]
         assert not differ, (cached_cfg, differ[:5], len(differ))
+
+
+class _TinyBackbone(nn.Module):
+    """A backbone of its own: two stages of mmpretrain attentions."""
+
+    def __init__(self, embed_dims=16, depths=(2, 1)):
+        super().__init__()
+        from mmpretrain.models.utils import MultiheadAttention
+        self.stages = nn.ModuleList(
+            nn.ModuleList(
+                MultiheadAttention(embed_dims, 2) for _ in range(depth))
+            for depth in depths)
+
+    def forward(self, x, hw_shape):
+        from mmcached.models.backbones import CachedMultiheadAttention
+        for stage in self.stages:
+            for attn in stage:
+                cached = isinstance(attn, CachedMultiheadAttention)
+                x = x + (attn(x, hw_shape) if cached else attn(x))
+        return x
+
+
+def test_a_new_backbone_only_says_where_its_caches_go():
+    """docs/cache_layers.md: a new backbone subclasses the mixin and its
+    base and gives cache_sites(); the mixin takes every cache argument."""
+    from mmcached.models.backbones.base import CachedBackboneMixin, CacheSites
+
+    class CachedTiny(CachedBackboneMixin, _TinyBackbone):
+
+        def cache_sites(self):
+            return CacheSites([list(s) for s in self.stages], [9, 4])
+
+    model = CachedTiny(
+        embed_dims=16,
+        depths=(2, 1),
+        cache_cfg=dict(type='ToyMixingCache', gain=0.5),
+        cached_layers=[1, 2])
+    assert model.cached_layer_ids == [[1], [0]]
+    assert model.cache_lens == [9, 4] and model.reset_cache is False
+    toys = [m for m in model.modules() if isinstance(m, ToyMixingCache)]
+    assert len(toys) == 2 and all(t.gain.item() == 0.5 for t in toys)
+    assert sorted(k for k in model.state_dict() if '.toy.' in k) == [
+        'stages.0.1.toy.gain', 'stages.0.1.toy.memory', 'stages.1.0.toy.gain',
+        'stages.1.0.toy.memory'
+    ]
+    x = torch.randn(2, 9, 16)
+    assert model(x, (3, 3)).shape == (2, 9, 16)
+    assert [t.seen for t in toys] == [[((2, 9, 16), (3, 3))]] * 2
+
+    class Forgetful(CachedBackboneMixin, _TinyBackbone):
+        pass
+
+    with pytest.raises(NotImplementedError, match='Forgetful must say where'):
+        Forgetful(embed_dims=16)
