@@ -10,8 +10,7 @@ _base_ = [
     'mmdet::_base_/models/retinanet_r50_fpn.py',
     '../_base_/datasets/coco_detection.py',
     'mmdet::_base_/schedules/schedule_1x.py',
-    'mmdet::_base_/default_runtime.py',
-    '../_base_/cache_runtime.py'
+    'mmdet::_base_/default_runtime.py', '../_base_/cache_runtime.py'
 ]
 checkpoint = 'work_dirs/cached-swin-tiny_16xb64_in1k/epoch_300.pth'
 
