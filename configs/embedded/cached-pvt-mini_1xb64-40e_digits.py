@@ -36,7 +36,8 @@ model = dict(
         dict(type='Constant', layer='LayerNorm', val=1., bias=0.),
     ])
 
-# PVT's parameter settings: no class token, no gradient clipping
+# PVT's optimizer settings (../pvt/cached-pvt-tiny_8xb128_in1k.py): the
+# schedule's custom keys without the class token's, no gradient clipping
 optim_wrapper = dict(
     _delete_=True,
     optimizer={{_base_.optim_wrapper.optimizer}},
