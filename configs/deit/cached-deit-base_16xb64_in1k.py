@@ -6,7 +6,7 @@ model = dict(
     backbone=dict(arch='deit-base', drop_path_rate=0.1),
     head=dict(in_channels=768))
 train_dataloader = dict(batch_size=64)
-# a list replaces the base's: keep its hooks
+# a list replaces the base's (../_base_/cache_runtime.py): keep its hooks
 custom_hooks = [
     dict(type='CacheStatsHook'),
     dict(type='ExactResumeHook'),

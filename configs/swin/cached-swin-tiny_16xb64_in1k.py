@@ -10,13 +10,8 @@ _base_ = [
     'mmpretrain::_base_/models/swin_transformer/tiny_224.py',
     '../_base_/datasets/imagenet_bs64_swin_224.py',
     'mmpretrain::_base_/schedules/imagenet_bs1024_adamw_swin.py',
-    'mmpretrain::_base_/default_runtime.py'
+    'mmpretrain::_base_/default_runtime.py', '../_base_/cache_runtime.py'
 ]
-custom_imports = dict(imports=['mmcached'], allow_failed_imports=False)
-# per cached layer: mean sigma(lam), cache and update RMS, at the log
-# interval; and a run resumed with --resume continues as the
-# uninterrupted one would (mmcached/engine/hooks/exact_resume_hook.py)
-custom_hooks = [dict(type='CacheStatsHook'), dict(type='ExactResumeHook')]
 
 model = dict(
     backbone=dict(

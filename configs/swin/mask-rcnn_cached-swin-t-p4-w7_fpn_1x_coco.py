@@ -9,13 +9,8 @@ _base_ = [
     'mmdet::_base_/models/mask-rcnn_r50_fpn.py',
     '../_base_/datasets/coco_instance.py',
     'mmdet::_base_/schedules/schedule_1x.py',
-    'mmdet::_base_/default_runtime.py'
+    'mmdet::_base_/default_runtime.py', '../_base_/cache_runtime.py'
 ]
-custom_imports = dict(imports=['mmcached'], allow_failed_imports=False)
-# per cached layer: mean sigma(lam), cache and update RMS, at the log
-# interval; and a run resumed with --resume continues as the
-# uninterrupted one would (mmcached/engine/hooks/exact_resume_hook.py)
-custom_hooks = [dict(type='CacheStatsHook'), dict(type='ExactResumeHook')]
 checkpoint = 'work_dirs/cached-swin-tiny_16xb64_in1k/epoch_300.pth'
 
 model = dict(

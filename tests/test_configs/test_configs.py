@@ -107,6 +107,19 @@ def test_config_loads(path):
         assert backbone.cached_stages == []
 
 
+def test_cache_runtime_written_once():
+    """mmcached's import (and the cache hooks beside it) is written in one
+    place, configs/_base_/cache_runtime.py, which the family bases list;
+    test_config_loads checks that every config ends up with both."""
+    spelled = [
+        osp.relpath(p, REPO) for p in glob.glob(
+            osp.join(REPO, 'configs', '**', '*.py'), recursive=True)
+        if re.search(r'^custom_imports\s*=',
+                     open(p).read(), re.M)
+    ]
+    assert spelled == [osp.join('configs', '_base_', 'cache_runtime.py')]
+
+
 # the name prefix of a config with a cache -> its cache layer
 # ('linear-': Memory Caching with one segment, MC's plain linear-memory twin)
 CACHE_LAYERS = {
