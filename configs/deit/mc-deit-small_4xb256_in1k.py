@@ -5,13 +5,8 @@
 # (GRM), with the layer's own q / k / v / output projections (an uncached
 # DeiT-S checkpoint loads; only MC's u projections are new). The uncached
 # twin is deit-small_4xb256_in1k.py.
-_base_ = './cached-deit-small_4xb256_in1k.py'
+_base_ = ['./cached-deit-small_4xb256_in1k.py', '../_base_/cache/mc.py']
 
 model = dict(
     backbone=dict(
-        cache_cfg=dict(
-            _delete_=True,
-            type='MemoryCachingAttention',
-            segmentation='uniform',
-            num_segments=8,
-            causal=False)))
+        cache_cfg=dict(_delete_=True, num_segments=8, **_base_.mc_cache_cfg)))

@@ -5,13 +5,8 @@
 # are cached and read by every later token through per-head gates (GRM); it
 # reuses the layer's own q / k / v / output projections. The uncached twin is
 # vit-mini-p8_1xb64-40e_digits.py.
-_base_ = './cached-vit-mini-p8_1xb64-40e_digits.py'
+_base_ = ['./cached-vit-mini-p8_1xb64-40e_digits.py', '../_base_/cache/mc.py']
 
 model = dict(
     backbone=dict(
-        cache_cfg=dict(
-            _delete_=True,
-            type='MemoryCachingAttention',
-            segmentation='uniform',
-            num_segments=4,
-            causal=False)))
+        cache_cfg=dict(_delete_=True, num_segments=4, **_base_.mc_cache_cfg)))

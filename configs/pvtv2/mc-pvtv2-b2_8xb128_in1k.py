@@ -6,13 +6,8 @@
 # / output projections. A fixed number of segments keeps the cost linear in
 # the tokens at detection sizes too. The uncached twin is
 # pvtv2-b2_8xb128_in1k.py.
-_base_ = './cached-pvtv2-b2_8xb128_in1k.py'
+_base_ = ['./cached-pvtv2-b2_8xb128_in1k.py', '../_base_/cache/mc.py']
 
 model = dict(
     backbone=dict(
-        cache_cfg=dict(
-            _delete_=True,
-            type='MemoryCachingAttention',
-            segmentation='uniform',
-            num_segments=16,
-            causal=False)))
+        cache_cfg=dict(_delete_=True, num_segments=16, **_base_.mc_cache_cfg)))

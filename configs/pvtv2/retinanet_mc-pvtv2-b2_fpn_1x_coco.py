@@ -4,15 +4,12 @@
 # run. The 16 segments of each layer get longer with the image, so the cost
 # stays linear in the tokens at 1333 x 800. The uncached twin is
 # retinanet_pvtv2-b2_fpn_1x_coco.py.
-_base_ = './retinanet_cached-pvtv2-b2_fpn_1x_coco.py'
+_base_ = [
+    './retinanet_cached-pvtv2-b2_fpn_1x_coco.py', '../_base_/cache/mc.py'
+]
 checkpoint = 'work_dirs/mc-pvtv2-b2_8xb128_in1k/epoch_300.pth'
 
 model = dict(
     backbone=dict(
-        cache_cfg=dict(
-            _delete_=True,
-            type='MemoryCachingAttention',
-            segmentation='uniform',
-            num_segments=16,
-            causal=False),
+        cache_cfg=dict(_delete_=True, num_segments=16, **_base_.mc_cache_cfg),
         init_cfg=dict(checkpoint=checkpoint)))
