@@ -20,7 +20,7 @@ SHAPES = 'configs/embedded/mask-rcnn_cached-pvt-mini_fpn_1xb4-10e_shapes.py'
 SH_TOOLS = [
     'tools/dist_train.sh', 'tools/dist_test.sh', 'tools/slurm_train.sh',
     'tools/slurm_test.sh', 'tools/slurm_train.sbatch',
-    'tools/misc/slurm_local.sh'
+    '.dev_scripts/slurm_local.sh'
 ]
 
 
