@@ -37,7 +37,10 @@ def _launch(config, work, *args, nproc=1, kill_at=None, tool='train'):
     env = dict(
         os.environ,
         PYTHON=sys.executable,
-        PYTHONPATH=osp.join(REPO, 'tests'),
+        # probe_hooks, and what the caller has on its path
+        PYTHONPATH=os.pathsep.join(
+            [osp.join(REPO, 'tests')] +
+            [p for p in [os.environ.get('PYTHONPATH')] if p]),
         PYTHONWARNINGS='ignore')
     env.pop('PROBE_KILL_AT', None)
     if kill_at is not None:
@@ -121,6 +124,18 @@ def assert_resumed_exactly(a, b, ranks, resumed_at, total):
     assert resumed.count(resumed_at + 1) == 2
 
 
+def _killed_and_resumed(cfg, tmp_path, kill_at):
+    """One process: a run uninterrupted in tmp_path/a and beside it one
+    killed (SIGKILL) in iteration ``kill_at``, then resumed, in tmp_path/b;
+    (a, b, the resumed run's log)."""
+    a, b = tmp_path / 'a', tmp_path / 'b'
+    run_a = _launch(cfg, a)
+    run_b = _launch(cfg, b, kill_at=kill_at)
+    _wait(run_a)
+    assert run_b.wait(timeout=900) == -9  # SIGKILL
+    return str(a), str(b), _wait(_launch(cfg, b, '--resume'))
+
+
 def _cache_keys(state):
     keys = [k for k in state if k.endswith('cache.memory')]
     assert keys
@@ -137,15 +152,10 @@ def test_resume_mid_epoch_is_exact(tmp_path):
         'train_dataloader = dict(dataset=dict(indices=256))\n'
         'train_cfg = dict(max_epochs=3)\n' + NO_VALIDATION +
         'default_hooks = dict(checkpoint=dict(by_epoch=False, interval=3))\n')
-    a, b = tmp_path / 'a', tmp_path / 'b'
-    run_a = _launch(cfg, a)
-    run_b = _launch(cfg, b, kill_at=7)
-    _wait(run_a)
-    assert run_b.wait(timeout=900) == -9  # SIGKILL
-    log = _wait(_launch(cfg, b, '--resume'))
+    a, b, log = _killed_and_resumed(cfg, tmp_path, kill_at=7)
     assert 'resumed epoch: 1, iter: 6' in log
     assert '(2 of its 4 batches)' in log
-    assert_resumed_exactly(str(a), str(b), [0], resumed_at=6, total=12)
+    assert_resumed_exactly(a, b, [0], resumed_at=6, total=12)
 
 
 @pytest.mark.slow
@@ -197,12 +207,7 @@ def test_resume_mid_epoch_is_exact_detection(tmp_path):
         tmp_path, SHAPES, 'train_dataloader = dict(dataset=dict(indices=12))\n'
         'train_cfg = dict(max_epochs=2)\n' + NO_VALIDATION +
         'default_hooks = dict(checkpoint=dict(by_epoch=False, interval=2))\n')
-    a, b = tmp_path / 'a', tmp_path / 'b'
-    run_a = _launch(cfg, a)
-    run_b = _launch(cfg, b, kill_at=5)
-    _wait(run_a)
-    assert run_b.wait(timeout=900) == -9
-    log = _wait(_launch(cfg, b, '--resume'))
+    a, b, log = _killed_and_resumed(cfg, tmp_path, kill_at=5)
     assert 'resumed epoch: 1, iter: 4' in log
     assert '(1 of its 3 batches)' in log
-    assert_resumed_exactly(str(a), str(b), [0], resumed_at=4, total=6)
+    assert_resumed_exactly(a, b, [0], resumed_at=4, total=6)

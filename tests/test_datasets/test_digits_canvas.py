@@ -225,14 +225,9 @@ def test_bad_arguments(tmp_path):
     assert not os.listdir(tmp_path)
 
 
-def test_make_digits_canvas_cli(tmp_path, monkeypatch):
+def test_make_digits_canvas_cli(tmp_path, monkeypatch, load_tool):
     # In-process (a subprocess would spend ~10 s importing the toolboxes).
-    import importlib.util
-    spec = importlib.util.spec_from_file_location(
-        'make_digits_canvas',
-        osp.join(REPO, 'tools', 'misc', 'make_digits_canvas.py'))
-    cli = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(cli)
+    cli = load_tool('tools/misc/make_digits_canvas.py')
     out = str(tmp_path / 'cli')
     argv = [
         'make_digits_canvas.py', '--out', out, '--num-train', '2', '--num-val',
