@@ -55,13 +55,12 @@ def parse_args():
         help='sequence length:key-value pairs')
     p.add_argument('--models', nargs='+', default=list(MODELS), choices=MODELS)
     p.add_argument('--seeds', nargs='+', type=int, default=[0])
-    p.add_argument('--steps', type=int, default=1000)
     p.add_argument(
         '--log-every',
         type=int,
         default=0,
-        metavar='N',
         help='print the training loss every N steps')
+    p.add_argument('--steps', type=int, default=1000)
     p.add_argument('--batch-size', type=int, default=32)
     p.add_argument('--lr', type=float, default=3e-3)
     p.add_argument('--eval-sequences', type=int, default=512)
