@@ -4,8 +4,6 @@ import glob
 import math
 import os.path as osp
 import re
-import subprocess
-import sys
 
 import pytest
 
@@ -19,19 +17,21 @@ CASES = {
 }
 
 
-def run(*args):
-    r = subprocess.run([sys.executable, *args],
-                       cwd=REPO,
-                       capture_output=True,
-                       text=True,
-                       timeout=900)
-    assert r.returncode == 0, (r.stdout[-2000:], r.stderr[-4000:])
-    return r.stdout + r.stderr
+@pytest.fixture
+def run(run_python):
+    """``run(*args)``: this Python with ARGS from the repository root, as
+    ``run_python``; what it printed (stdout and stderr)."""
+
+    def run(*args):
+        r = run_python(*args)
+        return r.stdout + r.stderr
+
+    return run
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize('config', sorted(CASES))
-def test_train_then_test(config, tmp_path):
+def test_train_then_test(config, tmp_path, run):
     case = CASES[config]
     work = str(tmp_path / 'work')
     run('tools/train.py', config, '--work-dir', work, '--cfg-options',
@@ -94,7 +94,7 @@ def _check_backbone_loaded(ckpt):
 
 
 @pytest.mark.slow
-def test_pretrain_then_finetune_with_caches_reset(tmp_path):
+def test_pretrain_then_finetune_with_caches_reset(tmp_path, run):
     """The embedded paper protocol (tools/run_embedded.sh digits-det) for a
     few iterations: a classifier on the digits, then Mask R-CNN on the
     digit canvases from its backbone, caches reset, validated at the end

@@ -37,7 +37,10 @@ def _launch(config, work, *args, nproc=1, kill_at=None, tool='train'):
     env = dict(
         os.environ,
         PYTHON=sys.executable,
-        PYTHONPATH=osp.join(REPO, 'tests'),
+        # probe_hooks, and what the caller has on its path
+        PYTHONPATH=os.pathsep.join(
+            [osp.join(REPO, 'tests')] +
+            [p for p in [os.environ.get('PYTHONPATH')] if p]),
         PYTHONWARNINGS='ignore')
     env.pop('PROBE_KILL_AT', None)
     if kill_at is not None:
@@ -127,25 +130,46 @@ def _cache_keys(state):
     return keys
 
 
+# One process, killed mid-epoch: the config, its training images and
+# epochs, a checkpoint every ``interval`` iterations, the iteration killed;
+# the iteration it resumes from, its epoch's batches already done (of
+# all), the iterations in all.
+MID_EPOCH = {
+    # 4 iterations per epoch, a checkpoint every 3; killed in iteration 7
+    # (epoch 2), it resumes from iter_6.pth, 2 batches into epoch 2
+    'digits': (DIGITS, 256, 3, 3, 7, 6, '2 of its 4', 12),
+    # Mask R-CNN, one dataloader worker: 3 iterations per epoch, a
+    # checkpoint every 2; killed in iteration 5, it resumes from
+    # iter_4.pth, 1 batch into epoch 2 (the worker re-draws the skipped
+    # batch's augmentations)
+    'shapes': (SHAPES, 12, 2, 2, 5, 4, '1 of its 3', 6),
+}
+
+
 @pytest.mark.slow
-def test_resume_mid_epoch_is_exact(tmp_path):
-    """Digits, one process: 4 iterations per epoch, a checkpoint every 3;
-    killed in iteration 7 (epoch 2), it resumes from iter_6.pth, 2 batches
-    into epoch 2."""
+@pytest.mark.parametrize('case', sorted(MID_EPOCH))
+def test_resume_mid_epoch_is_exact(case, tmp_path):
+    """A run killed (SIGKILL) mid-epoch and resumed from its last
+    checkpoint by iterations ends as the uninterrupted run, every iteration
+    as there (MID_EPOCH)."""
+    (base, images, epochs, interval, kill_at, resumed_at, batches,
+     total) = MID_EPOCH[case]
     cfg = _config(
-        tmp_path, DIGITS,
-        'train_dataloader = dict(dataset=dict(indices=256))\n'
-        'train_cfg = dict(max_epochs=3)\n' + NO_VALIDATION +
-        'default_hooks = dict(checkpoint=dict(by_epoch=False, interval=3))\n')
+        tmp_path, base,
+        f'train_dataloader = dict(dataset=dict(indices={images}))\n'
+        f'train_cfg = dict(max_epochs={epochs})\n' + NO_VALIDATION +
+        'default_hooks = dict(checkpoint=dict(by_epoch=False, '
+        f'interval={interval}))\n')
     a, b = tmp_path / 'a', tmp_path / 'b'
     run_a = _launch(cfg, a)
-    run_b = _launch(cfg, b, kill_at=7)
+    run_b = _launch(cfg, b, kill_at=kill_at)
     _wait(run_a)
     assert run_b.wait(timeout=900) == -9  # SIGKILL
     log = _wait(_launch(cfg, b, '--resume'))
-    assert 'resumed epoch: 1, iter: 6' in log
-    assert '(2 of its 4 batches)' in log
-    assert_resumed_exactly(str(a), str(b), [0], resumed_at=6, total=12)
+    assert f'resumed epoch: 1, iter: {resumed_at}' in log
+    assert f'({batches} batches)' in log
+    assert_resumed_exactly(
+        str(a), str(b), [0], resumed_at=resumed_at, total=total)
 
 
 @pytest.mark.slow
@@ -185,24 +209,3 @@ def test_dist_train_and_test_two_ranks(tmp_path):
     log = _wait(_launch(cfg, b, '--resume', nproc=2))
     assert 'resumed epoch: 2, iter: 4' in log
     assert_resumed_exactly(str(a), str(b), [0, 1], resumed_at=4, total=6)
-
-
-@pytest.mark.slow
-def test_resume_mid_epoch_is_exact_detection(tmp_path):
-    """Shapes Mask R-CNN, one process, one dataloader worker: 3 iterations
-    per epoch, a checkpoint every 2; killed in iteration 5, it resumes from
-    iter_4.pth, 1 batch into epoch 2 (the worker re-draws the skipped
-    batch's augmentations)."""
-    cfg = _config(
-        tmp_path, SHAPES, 'train_dataloader = dict(dataset=dict(indices=12))\n'
-        'train_cfg = dict(max_epochs=2)\n' + NO_VALIDATION +
-        'default_hooks = dict(checkpoint=dict(by_epoch=False, interval=2))\n')
-    a, b = tmp_path / 'a', tmp_path / 'b'
-    run_a = _launch(cfg, a)
-    run_b = _launch(cfg, b, kill_at=5)
-    _wait(run_a)
-    assert run_b.wait(timeout=900) == -9
-    log = _wait(_launch(cfg, b, '--resume'))
-    assert 'resumed epoch: 1, iter: 4' in log
-    assert '(1 of its 3 batches)' in log
-    assert_resumed_exactly(str(a), str(b), [0], resumed_at=4, total=6)

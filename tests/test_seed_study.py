@@ -2,7 +2,6 @@
 on a few images, as CI runs it) and tools/analysis/cache_ablation.py on the
 checkpoint it leaves."""
 import csv
-import importlib.util
 import json
 import math
 import os.path as osp
@@ -15,19 +14,13 @@ REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TOOL = osp.join(REPO, 'tools', 'analysis', 'seed_study.py')
 
 
-def _tool():
-    spec = importlib.util.spec_from_file_location('seed_study', TOOL)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def _row(model, seed, top1):
     return dict(
         model=model, seed=seed, train_wall_s=1., **{'accuracy/top1': top1})
 
 
-def test_summary_statistics():
+def test_summary_statistics(load_tool):
+    tool = load_tool(TOOL)
     rows = [
         _row('cached', 0, 98.),
         _row('cached', 1, 97.),
@@ -36,7 +29,7 @@ def test_summary_statistics():
         _row('uncached', 1, 97.5),
         _row('uncached', 2, 97.)
     ]
-    s = _tool().summarise('digits', rows, [('cached', 'uncached')])
+    s = tool.summarise('digits', rows, [('cached', 'uncached')])
     top1 = s['models']['cached']['accuracy/top1']
     assert top1['values'] == [98., 97., 99.]
     assert top1['mean'] == pytest.approx(98.)
@@ -48,7 +41,7 @@ def test_summary_statistics():
     assert d['mean'] == pytest.approx(2.5 / 3)
     assert d['wins'] == 2 and d['ties'] == 0
     # a pair is made of the seeds both models have
-    s = _tool().summarise('digits', rows[:-1], [('cached', 'uncached')])
+    s = tool.summarise('digits', rows[:-1], [('cached', 'uncached')])
     assert s['pairs'][0]['seeds'] == [0, 1]
 
 

@@ -1,4 +1,4 @@
-"""Slurm, for real: a one-node cluster started by tools/misc/slurm_local.sh
+"""Slurm, for real: a one-node cluster started by .dev_scripts/slurm_local.sh
 (Debian's slurm-wlm and munge; .ci/run starts one where it can), on which
 tools/slurm_train.sh and tools/slurm_test.sh run 2 CPU tasks to completion,
 and tools/slurm_train.sbatch, requeued mid-epoch as a preemption would,
@@ -39,7 +39,7 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(
         not _local_cluster(),
-        reason='no local Slurm cluster (bash tools/misc/slurm_local.sh '
+        reason='no local Slurm cluster (bash .dev_scripts/slurm_local.sh '
         'start --install, as root)')
 ]
 

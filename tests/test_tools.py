@@ -20,7 +20,7 @@ SHAPES = 'configs/embedded/mask-rcnn_cached-pvt-mini_fpn_1xb4-10e_shapes.py'
 SH_TOOLS = [
     'tools/dist_train.sh', 'tools/dist_test.sh', 'tools/slurm_train.sh',
     'tools/slurm_test.sh', 'tools/slurm_train.sbatch',
-    'tools/misc/slurm_local.sh'
+    '.dev_scripts/slurm_local.sh'
 ]
 
 
@@ -66,18 +66,10 @@ def _toy_config(tmp_path):
     return str(cfg)
 
 
-def _tool(name):
-    sys.path.insert(0, osp.join(REPO, 'tools'))
-    try:
-        return __import__(name)
-    finally:
-        sys.path.pop(0)
-
-
 @pytest.fixture
-def train_tool(monkeypatch):
+def train_tool(monkeypatch, load_tool):
     monkeypatch.setattr(sys, 'argv', list(sys.argv))
-    return _tool('train')
+    return load_tool('tools/train.py')
 
 
 @pytest.mark.parametrize('option,message', [
@@ -175,8 +167,8 @@ def _user_config(tmp_path):
 
 
 @pytest.fixture
-def toolbox(monkeypatch):
-    toolbox = _tool('toolbox')
+def toolbox(monkeypatch, load_tool):
+    toolbox = load_tool('tools/toolbox.py')
     # what the tools change: restored after each test
     monkeypatch.setattr(sys, 'argv', list(sys.argv))
     monkeypatch.setattr(sys, 'path', list(sys.path))

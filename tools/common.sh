@@ -1,5 +1,16 @@
 # Shared by the launch scripts (sourced, not run).
 #
+# need_args N USAGE ARGS...: exit 2 with "usage: SCRIPT USAGE" unless ARGS
+# hold at least N arguments.
+need_args() {
+  local n=$1 usage=$2
+  shift 2
+  if [ $# -lt "$n" ]; then
+    echo "usage: $0 $usage" >&2
+    exit 2
+  fi
+}
+
 # mmcached_python REPO: the Python that runs mmcached, without an activated
 # environment: $PYTHON if set, else $MMCACHED_VENV/bin/python, else
 # REPO/.venv/bin/python (what tools/setup_env.sh makes), else python3 on

@@ -7,13 +7,8 @@
 # same), PYTHON (default: $MMCACHED_VENV/bin/python, then the repository's
 # .venv, then python3 on PATH).
 set -euo pipefail
-if [ $# -lt 2 ]; then
-  echo "usage: $0 CONFIG GPUS [train.py options]" >&2; exit 2
-fi
-CONFIG=$1
-GPUS=$2
-shift 2
 DIR=$(cd "$(dirname "$0")" && pwd)
 source "$DIR/common.sh"
-dist_exec "$DIR/.." "$GPUS" \
-  "$DIR/train.py" "$CONFIG" --launcher pytorch "$@"
+need_args 2 "CONFIG GPUS [train.py options]" "$@"
+# $1 CONFIG, $2 GPUS
+dist_exec "$DIR/.." "$2" "$DIR/train.py" "$1" --launcher pytorch "${@:3}"

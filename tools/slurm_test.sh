@@ -4,15 +4,9 @@
 # Environment: as tools/slurm_train.sh (GPUS, GPUS_PER_NODE, CPUS_PER_TASK,
 # SRUN_ARGS, GRES, OMP_NUM_THREADS, MASTER_PORT, PYTHON).
 set -euo pipefail
-if [ $# -lt 4 ]; then
-  echo "usage: $0 PARTITION JOB_NAME CONFIG CHECKPOINT [test.py options]" >&2; exit 2
-fi
-PARTITION=$1
-JOB_NAME=$2
-CONFIG=$3
-CHECKPOINT=$4
-shift 4
 DIR=$(cd "$(dirname "$0")" && pwd)
 source "$DIR/common.sh"
-slurm_exec "$PARTITION" "$JOB_NAME" "$DIR/.." \
-  "$DIR/test.py" "$CONFIG" "$CHECKPOINT" --launcher=slurm "$@"
+need_args 4 "PARTITION JOB_NAME CONFIG CHECKPOINT [test.py options]" "$@"
+# $1 PARTITION, $2 JOB_NAME, $3 CONFIG, $4 CHECKPOINT
+slurm_exec "$1" "$2" "$DIR/.." \
+  "$DIR/test.py" "$3" "$4" --launcher=slurm "${@:5}"

@@ -13,15 +13,9 @@
 #   PYTHON: as tools/dist_train.sh
 # For jobs that resume by themselves after preemption: tools/slurm_train.sbatch.
 set -euo pipefail
-if [ $# -lt 4 ]; then
-  echo "usage: $0 PARTITION JOB_NAME CONFIG WORK_DIR [train.py options]" >&2; exit 2
-fi
-PARTITION=$1
-JOB_NAME=$2
-CONFIG=$3
-WORK_DIR=$4
-shift 4
 DIR=$(cd "$(dirname "$0")" && pwd)
 source "$DIR/common.sh"
-slurm_exec "$PARTITION" "$JOB_NAME" "$DIR/.." \
-  "$DIR/train.py" "$CONFIG" --work-dir="$WORK_DIR" --launcher=slurm "$@"
+need_args 4 "PARTITION JOB_NAME CONFIG WORK_DIR [train.py options]" "$@"
+# $1 PARTITION, $2 JOB_NAME, $3 CONFIG, $4 WORK_DIR
+slurm_exec "$1" "$2" "$DIR/.." \
+  "$DIR/train.py" "$3" --work-dir="$4" --launcher=slurm "${@:5}"

@@ -11,12 +11,9 @@ unreadable one stops before anything is written). ``--cfg-options
 data_root=DIR`` points mmcached's dataset configs at DIR. ``CONFIG --help``
 lists the toolbox's options.
 """
-import os.path as osp
 import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-
-import mmcached  # noqa: E402,F401 - compat fixes and registrations
+import mmcached  # noqa: F401 - compat fixes and registrations
 from mmcached.utils import check_checkpoint_file
 from mmcached.utils.cli import (apply_data_root, main_guard,
                                 parse_toolbox_command, run_toolbox)

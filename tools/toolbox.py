@@ -22,9 +22,7 @@ import os
 import os.path as osp
 import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-
-import mmcached  # noqa: E402,F401 - compat fixes and registrations
+import mmcached  # noqa: F401 - compat fixes and registrations
 from mmcached.utils.cli import (TASKS, CLIError, config_arg, load_config,
                                 main_guard, run_toolbox, task_of,
                                 toolbox_script)

@@ -10,12 +10,9 @@ checking what mmcached adds: the config path, ``--cfg-options`` keys
 points mmcached's dataset configs at DIR. ``CONFIG --help`` lists the
 toolbox's options.
 """
-import os.path as osp
 import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-
-import mmcached  # noqa: E402,F401 - compat fixes and registrations
+import mmcached  # noqa: F401 - compat fixes and registrations
 from mmcached.utils.cli import (CLIError, apply_data_root, check_resume,
                                 main_guard, parse_toolbox_command, run_toolbox)
 

@@ -1,54 +1,17 @@
 import json
 import os
 import os.path as osp
-import subprocess
-import sys
 
 import numpy as np
 import pytest
-import torch
 
-from mmcached.datasets import CheckedCocoDataset, ShapesDataset, make_shapes
+from mmcached.datasets import CheckedCocoDataset, ShapesDataset
 from mmcached.datasets.shapes import CLASSES
-
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-SMALL = dict(num_train=12, num_val=6)
-
-
-@pytest.fixture(scope='module')
-def shapes_root(tmp_path_factory):
-    return make_shapes(str(tmp_path_factory.mktemp('d') / 'shapes'), **SMALL)
 
 
 def _read(root, split):
     with open(osp.join(root, 'annotations', f'instances_{split}.json')) as f:
         return json.load(f)
-
-
-def _files(root):
-    out = {}
-    for d, _, fs in os.walk(root):
-        for f in fs:
-            p = osp.join(d, f)
-            with open(p, 'rb') as fh:
-                out[osp.relpath(p, root)] = fh.read()
-    return out
-
-
-def test_layout_and_determinism(shapes_root, tmp_path):
-    files = _files(shapes_root)
-    assert 'annotations/instances_train.json' in files
-    assert 'annotations/instances_val.json' in files
-    assert sum(k.startswith('train/') for k in files) == 12
-    assert sum(k.startswith('val/') for k in files) == 6
-    # Same seed: byte-identical images and json.
-    again = make_shapes(str(tmp_path / 'again'), **SMALL)
-    assert _files(again) == files
-    # Another seed: other data.
-    other = make_shapes(str(tmp_path / 'other'), seed=1, **SMALL)
-    assert _read(other, 'train') != _read(shapes_root, 'train')
-    # train and val differ
-    assert files['train/00000.png'] != files['val/00000.png']
 
 
 def test_annotations_are_polygons_inside_boxes(shapes_root):
@@ -91,35 +54,6 @@ def test_overlaps_exist():
                         min(y1 + h1, y2 + h2) > max(y1, y2):
                     overlapping += 1
     assert overlapping > 0
-
-
-def test_coco_metric_on_ground_truth_is_perfect(shapes_root):
-    from mmdet.evaluation import CocoMetric
-    from pycocotools.coco import COCO
-    ann_file = osp.join(shapes_root, 'annotations', 'instances_val.json')
-    coco = COCO(ann_file)
-    metric = CocoMetric(ann_file=ann_file, metric=['bbox', 'segm'])
-    metric.dataset_meta = dict(classes=CLASSES)
-    for img_id in coco.getImgIds():
-        info = coco.loadImgs(img_id)[0]
-        anns = coco.loadAnns(coco.getAnnIds(imgIds=img_id))
-        boxes = [[
-            a['bbox'][0], a['bbox'][1], a['bbox'][0] + a['bbox'][2],
-            a['bbox'][1] + a['bbox'][3]
-        ] for a in anns]
-        masks = np.stack([coco.annToMask(a) for a in anns]).astype(bool)
-        sample = dict(
-            img_id=img_id,
-            ori_shape=(info['height'], info['width']),
-            pred_instances=dict(
-                bboxes=torch.tensor(boxes, dtype=torch.float32),
-                scores=torch.ones(len(anns)),
-                labels=torch.tensor([a['category_id'] - 1 for a in anns]),
-                masks=torch.from_numpy(masks)))
-        metric.process({}, [sample])
-    res = metric.evaluate(size=len(coco.getImgIds()))
-    assert res['coco/bbox_mAP'] == pytest.approx(1.0)
-    assert res['coco/segm_mAP'] == pytest.approx(1.0)
 
 
 def _dataset(cls, root, **kwargs):
@@ -183,17 +117,3 @@ def test_missing_images_error(shapes_root, tmp_path):
             ann_file='annotations/instances_val.json',
             data_prefix=dict(img='nope/'),
             pipeline=[])
-
-
-def test_make_shapes_cli(tmp_path):
-    out = str(tmp_path / 'cli')
-    cmd = [
-        sys.executable, 'tools/misc/make_shapes.py', '--out', out,
-        '--num-train', '2', '--num-val', '1'
-    ]
-    r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
-    assert osp.isfile(osp.join(out, 'annotations', 'instances_val.json'))
-    # Refuses to overwrite without --force.
-    r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
-    assert r.returncode != 0 and '--force' in r.stderr

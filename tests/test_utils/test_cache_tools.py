@@ -3,14 +3,11 @@ configs (trained once for this module): CacheStatsHook's scalars in the
 run's logs, visualize_cache.py's figures, benchmark.py's table and the
 complexity plot of grc_complexity_table.py."""
 import glob
-import importlib.util
 import json
 import math
 import os.path as osp
 import re
 import struct
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -18,7 +15,8 @@ import torch
 from mmcached.utils.cli import CLIError
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-TOOLS = osp.join(REPO, 'tools', 'analysis')
+VISUALIZE = 'tools/analysis/visualize_cache.py'
+BENCHMARK = 'tools/analysis/benchmark.py'
 CLS = 'configs/embedded/cached-vit-mini-p8_1xb64-40e_digits.py'
 DET = 'configs/embedded/mask-rcnn_cached-pvt-mini_fpn_1xb4-10e_shapes.py'
 # the layer names the hook and the tools use for each embedded model
@@ -30,35 +28,18 @@ LAYERS = {
 IMAGES = {CLS: 128, DET: 4}
 
 
-def _run(*args):
-    proc = subprocess.run([sys.executable, *args],
-                          cwd=REPO,
-                          capture_output=True,
-                          text=True,
-                          timeout=900)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
-    return proc.stdout
-
-
-def _tool(name):
-    spec = importlib.util.spec_from_file_location(
-        name, osp.join(TOOLS, name + '.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope='module')
-def trained(tmp_path_factory):
+def trained(tmp_path_factory, run_python):
     """config -> work dir of a short training (logged every iteration, no
     validation)."""
     works = {}
     for config, n in IMAGES.items():
         work = str(tmp_path_factory.mktemp('work'))
-        _run('tools/train.py', config, '--work-dir', work, '--cfg-options',
-             'train_cfg.max_epochs=1', f'train_dataloader.dataset.indices={n}',
-             'default_hooks.logger.interval=1', 'val_cfg=None',
-             'val_dataloader=None', 'val_evaluator=None')
+        run_python('tools/train.py', config, '--work-dir', work,
+                   '--cfg-options', 'train_cfg.max_epochs=1',
+                   f'train_dataloader.dataset.indices={n}',
+                   'default_hooks.logger.interval=1', 'val_cfg=None',
+                   'val_dataloader=None', 'val_evaluator=None')
         assert osp.isfile(osp.join(work, 'epoch_1.pth'))
         works[config] = work
     return works
@@ -107,9 +88,10 @@ def _check_png(path, size):
 
 
 @pytest.mark.slow
-def test_visualize_cache_classification(trained, monkeypatch, capsys):
+def test_visualize_cache_classification(trained, monkeypatch, capsys,
+                                        load_tool):
     monkeypatch.chdir(REPO)
-    tool = _tool('visualize_cache')
+    tool = load_tool(VISUALIZE)
     out = str(trained[CLS] + '/vis')
     tool.main([CLS, trained[CLS] + '/epoch_1.pth', '--out-dir', out])
     printed = [
@@ -125,14 +107,13 @@ def test_visualize_cache_classification(trained, monkeypatch, capsys):
 
 
 @pytest.mark.slow
-def test_visualize_cache_detection_cli(trained):
+def test_visualize_cache_detection_cli(trained, run_python):
     """The command line on a detector, for an image file and one layer."""
     img = sorted(glob.glob(osp.join(REPO, 'data/shapes/val/*')))[0]
     out = trained[DET] + '/vis'
-    printed = _run(
-        osp.join(TOOLS,
-                 'visualize_cache.py'), DET, trained[DET] + '/epoch_1.pth',
-        '--img', img, '--layers', 'stage0.layer0', '--out-dir', out).split()
+    printed = run_python(VISUALIZE, DET, trained[DET] + '/epoch_1.pth',
+                         '--img', img, '--layers', 'stage0.layer0',
+                         '--out-dir', out).stdout.split()
     paths = [p for p in printed if p.endswith('.png')]
     assert [osp.basename(p) for p in paths
             ] == ['mix_weights.png', 'attention_outputs.png', 'cache_pca.png']
@@ -143,9 +124,9 @@ def test_visualize_cache_detection_cli(trained):
 
 @pytest.mark.slow
 def test_visualize_cache_refuses_what_it_cannot_read(trained, tmp_path,
-                                                     monkeypatch):
+                                                     monkeypatch, load_tool):
     monkeypatch.chdir(REPO)
-    tool = _tool('visualize_cache')
+    tool = load_tool(VISUALIZE)
     ckpt = trained[CLS] + '/epoch_1.pth'
     uncached = CLS.replace('cached-', '')
     with pytest.raises(CLIError, match='builds no cache layer'):
@@ -182,9 +163,9 @@ def _table(out):
 @pytest.mark.slow
 @pytest.mark.parametrize('config,size,batch', [(CLS, '32', '4'),
                                                (DET, '64', '1')])
-def test_benchmark(config, size, batch, capsys, monkeypatch):
+def test_benchmark(config, size, batch, capsys, monkeypatch, load_tool):
     monkeypatch.chdir(REPO)
-    tool = _tool('benchmark')
+    tool = load_tool(BENCHMARK)
     # (the memory pass before the timed rounds warms up as well)
     tool.main([
         config, '--batch-size', batch, '--img-size', size, '--rounds', '3',
@@ -206,9 +187,9 @@ def test_benchmark(config, size, batch, capsys, monkeypatch):
     assert 0 < ratios[0] < 2 and 0 < ratios[1] < 2
 
 
-def test_benchmark_twin_errors(tmp_path, monkeypatch):
+def test_benchmark_twin_errors(tmp_path, monkeypatch, load_tool):
     monkeypatch.chdir(REPO)
-    tool = _tool('benchmark')
+    tool = load_tool(BENCHMARK)
     assert tool.find_twin(CLS) == CLS.replace('cached-', '')
     mc = 'configs/pvtv2/retinanet_mc-pvtv2-b2_fpn_1x_coco.py'
     assert tool.find_twin(mc) == mc.replace('mc-', '')
@@ -236,7 +217,7 @@ def test_tools_build_the_model_as_the_runner_does():
 
 
 @pytest.mark.slow
-def test_cache_curves_reach_tensorboard(tmp_path):
+def test_cache_curves_reach_tensorboard(tmp_path, run_python):
     """The README's TensorBoard snippet: the hook's scalars are in the
     event file (runs where the optional tensorboard is installed)."""
     pytest.importorskip('tensorboard')
@@ -249,10 +230,11 @@ def test_cache_curves_reach_tensorboard(tmp_path):
                       "    dict(type='TensorboardVisBackend')\n"
                       '])\n')
     work = str(tmp_path / 'work')
-    _run('tools/train.py', str(config), '--work-dir', work, '--cfg-options',
-         'train_cfg.max_epochs=1', 'train_dataloader.dataset.indices=128',
-         'default_hooks.logger.interval=1', 'val_cfg=None',
-         'val_dataloader=None', 'val_evaluator=None')
+    run_python('tools/train.py', str(config), '--work-dir', work,
+               '--cfg-options', 'train_cfg.max_epochs=1',
+               'train_dataloader.dataset.indices=128',
+               'default_hooks.logger.interval=1', 'val_cfg=None',
+               'val_dataloader=None', 'val_evaluator=None')
     events = glob.glob(osp.join(work, '*', 'vis_data', 'events.out.*'))
     assert len(events) == 1
     acc = EventAccumulator(events[0])

@@ -1,24 +1,10 @@
 """The MC analysis tools: the MQAR data are Zoology's task, and both tools
 run end to end at toy sizes (their figures are measured by hand)."""
-import importlib.util
-import os.path as osp
-
 import torch
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-TOOLS = osp.join(REPO, 'tools', 'analysis')
 
-
-def _mqar_module():
-    spec = importlib.util.spec_from_file_location('mqar_tool',
-                                                  osp.join(TOOLS, 'mqar.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_mqar_batch_is_multi_query_recall():
-    mqar = _mqar_module()
+def test_mqar_batch_is_multi_query_recall(load_tool):
+    mqar = load_tool('tools/analysis/mqar.py')
     gen = torch.Generator().manual_seed(0)
     B, L, P, V = 16, 64, 8, 64
     inputs, labels = mqar.mqar_batch(B, L, P, V, gen)

@@ -28,16 +28,10 @@ Example::
 """
 import argparse
 import os.path as osp
-import sys
 from collections import OrderedDict
 
 import torch
 import torch.nn as nn
-
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-sys.path.insert(0,
-                osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
-
 from benchmark_utils import add_host_args, measure, setup_host
 
 from mmcached.analysis.cache_inspect import named_cache_layers

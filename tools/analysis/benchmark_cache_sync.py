@@ -30,8 +30,6 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 import torch.nn as nn
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', '..'))
-
 BACKBONES = {
     # Swin-T: 12 cached blocks; PVT-Tiny: 8; DeiT-Tiny: 12
     'swin': dict(type='CachedSwin', arch='tiny', pretrain_img_size=224),

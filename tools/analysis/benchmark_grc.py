@@ -28,18 +28,14 @@ Example::
         --batch-size 8 --img-size 224 --iters 10 --warmup 3
 """
 import argparse
-import os.path as osp
-import sys
 from collections import OrderedDict
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from benchmark_utils import add_step_args, device_of, measure, setup_host
 
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from benchmark_utils import add_host_args, measure, setup_host  # noqa: E402
-
-from mmcached.models.layers.grc.grc_attention import GRCAttention  # noqa: E402
+from mmcached.models.layers.grc.grc_attention import GRCAttention
 
 
 def parse_args():
@@ -48,14 +44,8 @@ def parse_args():
         '--reference',
         help='released GRC-Cache repo (root, '
         'core/ or bare git dir); adds the released module')
-    parser.add_argument(
-        '--device',
-        default='cpu',
-        help="'cpu', 'cuda' or 'auto' (cuda when available)")
-    parser.add_argument('--batch-size', type=int, default=8)
+    add_step_args(parser, batch_size=8, iters=10, warmup=3)
     parser.add_argument('--img-size', type=int, default=224)
-    parser.add_argument('--iters', type=int, default=10)
-    parser.add_argument('--warmup', type=int, default=3)
     parser.add_argument(
         '--model-batch-size',
         type=int,
@@ -64,7 +54,6 @@ def parse_args():
         '--batch-size)')
     parser.add_argument(
         '--skip', nargs='*', default=[], choices=['layer', 'model'])
-    add_host_args(parser)
     return parser.parse_args()
 
 
@@ -284,10 +273,7 @@ def main():
     global _DEVICE
     args = parse_args()
     heap = setup_host(args)
-    dev = args.device
-    if dev == 'auto':
-        dev = 'cuda' if torch.cuda.is_available() else 'cpu'
-    _DEVICE = device = torch.device(dev)
+    _DEVICE = device = device_of(args.device)
     name = torch.cuda.get_device_name(device) if device.type == 'cuda' \
         else f'CPU, {torch.get_num_threads()} threads'
     print(f'torch {torch.__version__}, device: {name}, {heap}, iters '

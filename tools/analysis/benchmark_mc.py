@@ -27,28 +27,25 @@ Example::
     python tools/analysis/benchmark_mc.py --device cuda --kernels auto torch
 """
 import argparse
-import os.path as osp
 import statistics
-import sys
 from collections import OrderedDict
 from functools import partial
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from benchmark_utils import (add_step_args, device_of, measure, setup_host,
+                             timed)
 
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from benchmark_utils import add_host_args, measure, setup_host, timed  # noqa
-
-from mmcached.models.layers.memory_caching import \
-    MemoryCachingAttention  # noqa: E402
+from mmcached.models.layers.memory_caching import MemoryCachingAttention
 from mmcached.models.layers.memory_caching.naive import \
-    memory_caching_reference_layer  # noqa: E402
+    memory_caching_reference_layer
 
 
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    p.add_argument('--device', default='cpu')
+    p.add_argument('--dim', type=int, default=256)
+    p.add_argument('--heads', type=int, default=4)
     p.add_argument(
         '--lengths',
         nargs='+',
@@ -68,24 +65,21 @@ def parse_args():
         default=['auto'],
         choices=['auto', 'torch', 'fla'],
         help='MC kernel(s); the first is the one the ratios use')
-    p.add_argument('--dim', type=int, default=256)
-    p.add_argument('--heads', type=int, default=4)
-    p.add_argument('--batch-size', type=int, default=1)
     p.add_argument('--segment-size', type=int, default=256)
     p.add_argument(
         '--scaling-length',
         type=int,
         default=8192,
+        metavar='L',
         help='length of the N sweep (0: skip it)')
     p.add_argument(
         '--fixed-segments',
         type=int,
         default=16,
+        metavar='N',
         help='N of the L sweep at a fixed number of segments '
         '(0: skip it)')
-    p.add_argument('--iters', type=int, default=3)
-    p.add_argument('--warmup', type=int, default=1)
-    add_host_args(p)
+    add_step_args(p, batch_size=1, iters=3, warmup=1)
     return p.parse_args()
 
 
@@ -127,7 +121,7 @@ def _mc(D, H, C, agg, device, kernel='auto'):
 def main():
     args = parse_args()
     heap = setup_host(args)
-    device = torch.device(args.device)
+    device = device_of(args.device)
     D, H = args.dim, args.heads
     torch.manual_seed(0)
     layers = OrderedDict()

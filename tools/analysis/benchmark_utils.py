@@ -42,6 +42,27 @@ def add_host_args(parser, keep_heap_help=_KEEP_HEAP_HELP) -> None:
         '--keep-heap', action='store_true', help=keep_heap_help)
 
 
+def add_step_args(parser, batch_size, iters, warmup) -> None:
+    """``--device``, ``--batch-size``, ``--iters`` and ``--warmup`` (what
+    :func:`measure` runs), and the host settings (:func:`add_host_args`)."""
+    parser.add_argument(
+        '--device',
+        default='cpu',
+        help="'cpu', 'cuda' or 'auto' (cuda when available)")
+    parser.add_argument('--batch-size', type=int, default=batch_size)
+    parser.add_argument('--iters', type=int, default=iters)
+    parser.add_argument('--warmup', type=int, default=warmup)
+    add_host_args(parser)
+
+
+def device_of(name) -> torch.device:
+    """``--device`` as a device: 'auto' is cuda where available, else
+    cpu."""
+    if name == 'auto':
+        name = 'cuda' if torch.cuda.is_available() else 'cpu'
+    return torch.device(name)
+
+
 def setup_host(args) -> str:
     """Apply ``--keep-heap`` (this may re-run the script) and ``--threads``;
     returns how the allocator runs, for the header."""

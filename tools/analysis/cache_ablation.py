@@ -24,23 +24,20 @@ it. Prints a Markdown table and, with ``--out``, writes the metrics as JSON.
 import argparse
 import json
 import os.path as osp
-import sys
 
-sys.path.insert(0,
-                osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
-
-from mmcached.utils.cli import CLIError, load_config, main_guard  # noqa: E402
+from mmcached.utils.cli import CLIError, load_config, main_guard
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    p.add_argument('config')
-    p.add_argument('checkpoint')
+    p.add_argument('config', help="the trained model's config")
+    p.add_argument('checkpoint', help='its checkpoint')
     p.add_argument('--work-dir', help='default: work_dirs/cache_ablation')
     p.add_argument('--out', help='write the metrics here (JSON)')
     p.add_argument(
         '--test-indices',
         type=int,
+        metavar='N',
         help='evaluate on the first N test images only (a smoke run)')
     return p.parse_args(argv)
 

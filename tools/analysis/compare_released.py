@@ -18,17 +18,14 @@ Example::
         --reference /path/to/GRC-Cache   # repo root, core/ or a bare git dir
 """
 import argparse
-import os.path as osp
 import sys
 
 import torch
+from released_loader import load_released
 
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from released_loader import load_released  # noqa: E402
-
-from mmcached.models.layers.grc.grc_attention import GRCAttention  # noqa: E402
+from mmcached.models.layers.grc.grc_attention import GRCAttention
 from mmcached.models.layers.grc.released_mapping import \
-    map_released_grc_state_dict  # noqa: E402
+    map_released_grc_state_dict
 
 # host: 'pvt' (PVT Attention, takes H, W) or 'generic' (no H, W); other_hw
 # (rows may leave it out): a second token grid for eval, for hosts without

@@ -21,53 +21,61 @@ from collections import OrderedDict
 import torch
 import torch.nn as nn
 
-# name -> (baseline cfg, cached cfg, paper (params M, GFLOPs) base / cached)
-MODELS_SPEC = OrderedDict([
-    ('ViT-S (DeiT-S)',
-     (dict(type='mmpretrain.VisionTransformer', arch='deit-small'),
-      dict(type='mmcached.CachedViT',
-           arch='deit-small'), (22.1, 4.60), (25.5, 5.13))),
-    ('PVT-Tiny',
-     (dict(type='mmdet.PyramidVisionTransformer',
-           num_layers=[2, 2, 2,
-                       2]), dict(type='mmcached.CachedPVT',
-                                 arch='tiny'), (13.3, 1.90), (15.0, 2.15))),
-    ('PVT-Small',
-     (dict(type='mmdet.PyramidVisionTransformer',
-           num_layers=[3, 4, 6,
-                       3]), dict(type='mmcached.CachedPVT',
-                                 arch='small'), (24.5, 3.80), (28.3, 4.29))),
-    ('PVT-Medium',
-     (dict(type='mmdet.PyramidVisionTransformer',
-           num_layers=[3, 4, 18,
-                       3]), dict(type='mmcached.CachedPVT',
-                                 arch='medium'), (44.2, 6.70), (51.4, 7.61))),
-    ('Swin-T', (dict(
-        type='mmdet.SwinTransformer',
-        embed_dims=96,
-        depths=[2, 2, 6, 2],
-        num_heads=[3, 6, 12,
-                   24]), dict(type='mmcached.CachedSwin',
-                              arch='tiny'), (28.0, 4.50), (32.8, 5.15))),
-    ('PVTv2-B2', (dict(
-        type='mmdet.PyramidVisionTransformerV2',
-        embed_dims=64,
-        num_layers=[3, 4, 6,
-                    3]), dict(type='mmcached.CachedPVTv2',
-                              arch='b2'), (25.4, 4.00), (29.1, 4.51))),
-    ('PVTv2-B3', (dict(
-        type='mmdet.PyramidVisionTransformerV2',
-        embed_dims=64,
-        num_layers=[3, 4, 18,
-                    3]), dict(type='mmcached.CachedPVTv2',
-                              arch='b3'), (45.2, 6.90), (52.5, 7.81))),
-    ('PVTv2-B4', (dict(
-        type='mmdet.PyramidVisionTransformerV2',
-        embed_dims=64,
-        num_layers=[3, 8, 27,
-                    3]), dict(type='mmcached.CachedPVTv2',
-                              arch='b4'), (62.6, 10.10), (72.5, 11.57))),
-])
+_VIT = 'mmpretrain.VisionTransformer'
+_PVT = 'mmdet.PyramidVisionTransformer'
+_PVTV2 = 'mmdet.PyramidVisionTransformerV2'
+_SWIN_T = dict(
+    type='mmdet.SwinTransformer',
+    embed_dims=96,
+    depths=[2, 2, 6, 2],
+    num_heads=[3, 6, 12, 24])
+# name -> baseline cfg
+_BASELINES = {
+    'ViT-S (DeiT-S)': dict(type=_VIT, arch='deit-small'),
+    'PVT-Tiny': dict(type=_PVT, num_layers=[2, 2, 2, 2]),
+    'PVT-Small': dict(type=_PVT, num_layers=[3, 4, 6, 3]),
+    'PVT-Medium': dict(type=_PVT, num_layers=[3, 4, 18, 3]),
+    'Swin-T': _SWIN_T,
+    'PVTv2-B2': dict(type=_PVTV2, embed_dims=64, num_layers=[3, 4, 6, 3]),
+    'PVTv2-B3': dict(type=_PVTV2, embed_dims=64, num_layers=[3, 4, 18, 3]),
+    'PVTv2-B4': dict(type=_PVTV2, embed_dims=64, num_layers=[3, 8, 27, 3]),
+}
+# name -> the cached backbone (mmcached.Cached<backbone>) and its arch
+_CACHED = {
+    'ViT-S (DeiT-S)': ('ViT', 'deit-small'),
+    'PVT-Tiny': ('PVT', 'tiny'),
+    'PVT-Small': ('PVT', 'small'),
+    'PVT-Medium': ('PVT', 'medium'),
+    'Swin-T': ('Swin', 'tiny'),
+    'PVTv2-B2': ('PVTv2', 'b2'),
+    'PVTv2-B3': ('PVTv2', 'b3'),
+    'PVTv2-B4': ('PVTv2', 'b4'),
+}
+# name -> the paper's (params M, GFLOPs) of the baseline, of the cached model
+_PAPER = {
+    'ViT-S (DeiT-S)': ((22.1, 4.60), (25.5, 5.13)),
+    'PVT-Tiny': ((13.3, 1.90), (15.0, 2.15)),
+    'PVT-Small': ((24.5, 3.80), (28.3, 4.29)),
+    'PVT-Medium': ((44.2, 6.70), (51.4, 7.61)),
+    'Swin-T': ((28.0, 4.50), (32.8, 5.15)),
+    'PVTv2-B2': ((25.4, 4.00), (29.1, 4.51)),
+    'PVTv2-B3': ((45.2, 6.90), (52.5, 7.81)),
+    'PVTv2-B4': ((62.6, 10.10), (72.5, 11.57)),
+}
+
+
+def _models_spec():
+    """name -> (baseline cfg, cached cfg, paper (params M, GFLOPs) base /
+    cached)."""
+    spec = OrderedDict()
+    for name, base in _BASELINES.items():
+        backbone, arch = _CACHED[name]
+        cached = dict(type='mmcached.Cached' + backbone, arch=arch)
+        spec[name] = (base, cached) + _PAPER[name]
+    return spec
+
+
+MODELS_SPEC = _models_spec()
 
 
 def parse_args():

@@ -32,20 +32,15 @@ the deep model (docs/mc.md);
 """
 import argparse
 import math
-import os.path as osp
 import statistics
-import sys
 import time
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from benchmark_mc import SoftmaxAttention
 
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from benchmark_mc import SoftmaxAttention  # noqa: E402
-
-from mmcached.models.layers.memory_caching import \
-    MemoryCachingAttention  # noqa: E402
+from mmcached.models.layers.memory_caching import MemoryCachingAttention
 
 MODELS = ('attention', 'linear', 'mc-residual', 'mc-grm', 'mc-soup', 'mc-ssc',
           'mc-deep-grm', 'mc-grm-restart')
@@ -60,12 +55,20 @@ def parse_args():
         help='sequence length:key-value pairs')
     p.add_argument('--models', nargs='+', default=list(MODELS), choices=MODELS)
     p.add_argument('--seeds', nargs='+', type=int, default=[0])
+    p.add_argument(
+        '--log-every',
+        type=int,
+        default=0,
+        help='print the training loss every N steps')
     p.add_argument('--steps', type=int, default=1000)
     p.add_argument('--batch-size', type=int, default=32)
     p.add_argument('--lr', type=float, default=3e-3)
+    p.add_argument('--eval-sequences', type=int, default=512)
+    p.add_argument('--threads', type=int, default=1)
+    p.add_argument('--vocab', type=int, default=64)
+    # the models
     p.add_argument('--dim', type=int, default=64)
     p.add_argument('--heads', type=int, default=4)
-    p.add_argument('--vocab', type=int, default=64)
     p.add_argument('--segment-size', type=int, default=16)
     p.add_argument(
         '--segment-start',
@@ -78,13 +81,6 @@ def parse_args():
         type=float,
         default=0.03,
         help='inner step size of the deep memory')
-    p.add_argument('--eval-sequences', type=int, default=512)
-    p.add_argument('--threads', type=int, default=1)
-    p.add_argument(
-        '--log-every',
-        type=int,
-        default=0,
-        help='print the training loss every N steps')
     return p.parse_args()
 
 

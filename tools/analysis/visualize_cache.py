@@ -27,14 +27,10 @@ Example::
 import argparse
 import os
 import os.path as osp
-import sys
 
 import numpy as np
 import torch
 from mmengine.config import DictAction
-
-sys.path.insert(0,
-                osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
 from mmcached.analysis import CacheRecorder, named_cache_layers
 from mmcached.models.layers import GRCAttention, MemoryCachingAttention

@@ -13,12 +13,9 @@ import argparse
 import json
 import os
 import os.path as osp
-import sys
 import time
 
 from mmengine.config import DictAction
-
-sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..', '..'))
 
 
 def parse_args():
@@ -33,8 +30,7 @@ def parse_args():
     parser.add_argument(
         '--seed',
         type=int,
-        help='override randomness.seed (default: the '
-        "config's)")
+        help="override randomness.seed (default: the config's)")
     parser.add_argument(
         '--cfg-options',
         nargs='+',

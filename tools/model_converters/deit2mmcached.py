@@ -10,15 +10,9 @@ file serves as ``load_from`` of a classifier, or as a backbone Pretrained
 model starts its GRC layers from scratch. Distilled DeiT (``dist_token``) is
 not supported: CachedViT has one extra token.
 """
-import argparse
-import os.path as osp
-import sys
 from collections import OrderedDict
 
-sys.path.insert(0,
-                osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
-from mmcached.utils.checkpoint import load_state_dict_from  # noqa: E402
-from mmcached.utils.checkpoint import save_state_dict
+from converter_cli import convert_main
 
 # timm name part -> mmpretrain name part, inside ``blocks.{i}.``
 _BLOCK_KEYS = (
@@ -68,16 +62,7 @@ def convert_deit(state_dict: dict, head: bool = True) -> OrderedDict:
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(
-        description='Convert timm DeiT / ViT weights to mmpretrain '
-        '(Cached)ViT classifier keys.')
-    parser.add_argument('src', help='timm checkpoint (.pth)')
-    parser.add_argument('dst', help='where to save the converted one')
-    parser.add_argument(
-        '--no-head', action='store_true', help='drop the classifier head')
-    args = parser.parse_args(argv)
-    state_dict = convert_deit(load_state_dict_from(args.src), not args.no_head)
-    save_state_dict(state_dict, args.dst)
+    convert_main(convert_deit, __doc__, 'timm checkpoint (.pth)', argv=argv)
 
 
 if __name__ == '__main__':

@@ -10,15 +10,9 @@ The result is a backbone state dict without prefix, as the Pretrained
 model's ``load_from``). The classification head, final norm and class token
 of PVT v1 are dropped (mmdet's ``pvt_convert``).
 """
-import argparse
-import os.path as osp
-import sys
 from collections import OrderedDict
 
-sys.path.insert(0,
-                osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
-from mmcached.utils.checkpoint import load_state_dict_from  # noqa: E402
-from mmcached.utils.checkpoint import save_state_dict
+from converter_cli import convert_main
 
 
 def convert_pvt(state_dict: dict, prefix: str = '') -> OrderedDict:
@@ -32,16 +26,12 @@ def convert_pvt(state_dict: dict, prefix: str = '') -> OrderedDict:
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(
-        description='Convert official PVT / PVTv2 weights to mmcached '
-        '(mmdet) PVT keys.')
-    parser.add_argument('src', help='official checkpoint (.pth)')
-    parser.add_argument('dst', help='where to save the converted one')
-    parser.add_argument(
-        '--prefix', default='', help='prefix for every key, e.g. backbone.')
-    args = parser.parse_args(argv)
-    state_dict = convert_pvt(load_state_dict_from(args.src), args.prefix)
-    save_state_dict(state_dict, args.dst)
+    convert_main(
+        convert_pvt,
+        __doc__,
+        'official checkpoint (.pth)',
+        prefix=True,
+        argv=argv)
 
 
 if __name__ == '__main__':

@@ -11,18 +11,11 @@ on the last stage identical to the original model; the head becomes
 (downsampling at the start of a stage, no relative position index) are
 recognised and brought to the official layout first. GRC keys are absent.
 """
-import argparse
-import os.path as osp
 import re
-import sys
 from collections import OrderedDict
 
 import torch
-
-sys.path.insert(0,
-                osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
-from mmcached.utils.checkpoint import load_state_dict_from  # noqa: E402
-from mmcached.utils.checkpoint import save_state_dict
+from converter_cli import convert_main
 
 
 def _relative_position_index(window: int) -> torch.Tensor:
@@ -82,16 +75,8 @@ def convert_swin(state_dict: dict, head: bool = True) -> OrderedDict:
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(
-        description='Convert official / timm Swin weights to mmcached '
-        '(mmdet) Swin keys.')
-    parser.add_argument('src', help='official or timm checkpoint (.pth)')
-    parser.add_argument('dst', help='where to save the converted one')
-    parser.add_argument(
-        '--no-head', action='store_true', help='drop the classifier head')
-    args = parser.parse_args(argv)
-    state_dict = convert_swin(load_state_dict_from(args.src), not args.no_head)
-    save_state_dict(state_dict, args.dst)
+    convert_main(
+        convert_swin, __doc__, 'official or timm checkpoint (.pth)', argv=argv)
 
 
 if __name__ == '__main__':

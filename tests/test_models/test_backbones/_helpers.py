@@ -99,3 +99,66 @@ def check_loaded_from(model, src, reset):
     for k, v in src.state_dict().items():
         if not k.endswith('memory'):
             assert torch.equal(sd[k], v), k
+
+
+def initialised(cls, **cfg):
+    """``cls(**cfg)`` seeded (0) and initialised."""
+    torch.manual_seed(0)
+    model = cls(**cfg)
+    model.init_weights()
+    return model
+
+
+def check_cache_use(model, x):
+    """:func:`check_cache_train_eval`, :func:`check_batch_independent` and
+    :func:`check_grads` on a batch ``x``."""
+    check_cache_train_eval(model, x)
+    check_batch_independent(model, x)
+    check_grads(model, x)
+
+
+def check_frozen_stage_caches(model, frozen):
+    """A training forward leaves the caches of the frozen stage (names
+    starting with ``frozen``) as they were and writes the others."""
+    before = caches(model)
+    model(torch.randn(2, 3, 64, 64))
+    after = caches(model)
+    for k in before:
+        assert torch.equal(before[k], after[k]) == k.startswith(frozen)
+
+
+def check_state_dict_round_trip(cls, cfg, tmp_path):
+    """:func:`check_round_trip` from an :func:`initialised` ``cls(**cfg)``
+    into a fresh one."""
+    model = initialised(cls, **cfg)
+    check_round_trip(model, cls(**cfg), torch.randn(2, 3, 64, 64), tmp_path)
+
+
+def check_reset_cache_after_pretrained(cls, cfg, reset, tmp_path, prefix=''):
+    """A ``cls(**cfg)`` that wrote its caches, saved with ``prefix`` on
+    every key, is the Pretrained init of another with ``reset_cache=reset``:
+    :func:`check_loaded_from`."""
+    src = initialised(cls, **cfg)
+    src.train()
+    src(torch.randn(2, 3, 64, 64))
+    path = str(tmp_path / 'pretrained.pth')
+    state_dict = {prefix + k: v for k, v in src.state_dict().items()}
+    torch.save(dict(state_dict=state_dict), path)
+    model = cls(
+        **cfg,
+        reset_cache=reset,
+        init_cfg=dict(type='Pretrained', checkpoint=path))
+    model.init_weights()
+    check_loaded_from(model, src, reset)
+
+
+def build_in_scope(scope, cfg):
+    """``cfg`` built by the registry of the toolbox ``scope`` (mmdet or
+    mmpretrain), that scope the default one."""
+    from mmengine.registry import init_default_scope
+    init_default_scope(scope)
+    if scope == 'mmdet':
+        from mmdet.registry import MODELS
+    else:
+        from mmpretrain.registry import MODELS
+    return MODELS.build(cfg)

@@ -7,9 +7,9 @@ from mmengine.config import ConfigDict
 from mmcached.models.backbones import (CachedPVT, CachedPVTv2,
                                        CachedSpatialReductionAttention)
 from mmcached.models.layers import GRCAttention
-from ._helpers import (caches, check_base_keys, check_batch_independent,
-                       check_cache_train_eval, check_grads, check_round_trip,
-                       num_grc)
+from ._helpers import (build_in_scope, check_base_keys, check_cache_use,
+                       check_reset_cache_after_pretrained,
+                       check_state_dict_round_trip, initialised, num_grc)
 
 # tiny: channels 8, 16, 40, 64 (heads 1, 2, 5, 8), one layer per stage
 TINY = dict(embed_dims=8, num_layers=[1, 1, 1, 1], mlp_ratios=[2, 2, 2, 2])
@@ -96,48 +96,17 @@ def test_cache_lens_and_modes():
 
 @pytest.mark.parametrize('cls', [CachedPVT, CachedPVTv2])
 def test_cache_train_eval_and_batch(cls):
-    torch.manual_seed(0)
-    model = cls(**TINY)
-    model.init_weights()
-    x = torch.randn(2, 3, 64, 72)
-    check_cache_train_eval(model, x)
-    check_batch_independent(model, x)
-    check_grads(model, x)
+    check_cache_use(initialised(cls, **TINY), torch.randn(2, 3, 64, 72))
 
 
 @pytest.mark.parametrize('cls', [CachedPVT, CachedPVTv2])
 def test_state_dict_round_trip(cls, tmp_path):
-    torch.manual_seed(0)
-    model = cls(**TINY)
-    model.init_weights()
-    check_round_trip(model, cls(**TINY), torch.randn(2, 3, 64, 64), tmp_path)
+    check_state_dict_round_trip(cls, TINY, tmp_path)
 
 
 @pytest.mark.parametrize('reset', [True, False])
 def test_reset_cache_after_pretrained(reset, tmp_path):
-    torch.manual_seed(0)
-    src = CachedPVT(**TINY)
-    src.init_weights()
-    src.train()
-    src(torch.randn(2, 3, 64, 64))
-    path = str(tmp_path / 'pretrained.pth')
-    torch.save(dict(state_dict=src.state_dict()), path)
-
-    model = CachedPVT(
-        **TINY,
-        reset_cache=reset,
-        init_cfg=dict(type='Pretrained', checkpoint=path))
-    model.init_weights()
-    got, want = caches(model), caches(src)
-    for k in want:
-        if reset:
-            assert not got[k].any()
-        else:
-            assert torch.equal(got[k], want[k])
-    sd = model.state_dict()
-    for k, v in src.state_dict().items():
-        if not k.endswith('memory'):
-            assert torch.equal(sd[k], v), k
+    check_reset_cache_after_pretrained(CachedPVT, TINY, reset, tmp_path)
 
 
 def test_pretrained_uncached_checkpoint(tmp_path):
@@ -191,15 +160,9 @@ def test_arch():
 
 @pytest.mark.parametrize('scope', ['mmdet', 'mmpretrain'])
 def test_build_from_registry(scope):
-    from mmengine.registry import init_default_scope
-    init_default_scope(scope)
-    if scope == 'mmdet':
-        from mmdet.registry import MODELS
-    else:
-        from mmpretrain.registry import MODELS
-    model = MODELS.build(dict(type='CachedPVT', **TINY))
+    model = build_in_scope(scope, dict(type='CachedPVT', **TINY))
     assert isinstance(model, CachedPVT)
-    model = MODELS.build(dict(type='mmcached.CachedPVTv2', **TINY))
+    model = build_in_scope(scope, dict(type='mmcached.CachedPVTv2', **TINY))
     assert isinstance(model, CachedPVTv2)
 
 

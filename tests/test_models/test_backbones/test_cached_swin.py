@@ -4,9 +4,10 @@ from mmdet.models.backbones import SwinTransformer
 
 from mmcached.models.backbones import CachedShiftWindowMSA, CachedSwin
 from mmcached.models.layers import GRCAttention
-from ._helpers import (caches, check_base_keys, check_batch_independent,
-                       check_cache_train_eval, check_grads, check_loaded_from,
-                       check_round_trip, num_grc)
+from ._helpers import (check_base_keys, check_cache_use,
+                       check_frozen_stage_caches,
+                       check_reset_cache_after_pretrained,
+                       check_state_dict_round_trip, initialised, num_grc)
 
 # channels 16, 32, 64, 128; heads 1, 2, 4, 8; a shifted block in stage 1
 TINY = dict(
@@ -55,22 +56,13 @@ def test_out_indices_and_frozen_stages():
         assert not p.requires_grad, n
     assert model.stages[0].training is False
     assert all(p.requires_grad for p in model.stages[1].parameters())
-    # the frozen stage's caches stay, the others learn
-    before = caches(model)
-    model(torch.randn(2, 3, 64, 64))
-    after = caches(model)
-    for k in before:
-        assert torch.equal(before[k], after[k]) == k.startswith('stages.0.')
+    check_frozen_stage_caches(model, 'stages.0.')
 
 
 def test_cache_train_eval_batch_and_cp():
-    torch.manual_seed(0)
-    model = CachedSwin(**TINY)
-    model.init_weights()
+    model = initialised(CachedSwin, **TINY)
     x = torch.randn(2, 3, 64, 72)
-    check_cache_train_eval(model, x)
-    check_batch_independent(model, x)
-    check_grads(model, x)
+    check_cache_use(model, x)
     cp = CachedSwin(**TINY, with_cp=True)
     cp.load_state_dict(model.state_dict())
     cp.eval()
@@ -103,33 +95,14 @@ def test_with_cp_training_matches_plain():
 
 
 def test_state_dict_round_trip(tmp_path):
-    torch.manual_seed(0)
-    model = CachedSwin(**TINY)
-    model.init_weights()
-    check_round_trip(model, CachedSwin(**TINY), torch.randn(2, 3, 64, 64),
-                     tmp_path)
+    check_state_dict_round_trip(CachedSwin, TINY, tmp_path)
 
 
 @pytest.mark.parametrize('reset', [True, False])
 def test_reset_cache_after_pretrained(reset, tmp_path):
-    torch.manual_seed(0)
-    src = CachedSwin(**TINY)
-    src.init_weights()
-    src.train()
-    src(torch.randn(2, 3, 64, 64))
-    path = str(tmp_path / 'pretrained.pth')
     # mmdet's Swin Pretrained init keeps only ``backbone.`` keys
-    torch.save(
-        dict(state_dict={
-            'backbone.' + k: v
-            for k, v in src.state_dict().items()
-        }), path)
-    model = CachedSwin(
-        **TINY,
-        reset_cache=reset,
-        init_cfg=dict(type='Pretrained', checkpoint=path))
-    model.init_weights()
-    check_loaded_from(model, src, reset)
+    check_reset_cache_after_pretrained(
+        CachedSwin, TINY, reset, tmp_path, prefix='backbone.')
 
 
 @pytest.mark.parametrize('kwargs,match', [

@@ -4,9 +4,10 @@ from mmpretrain.models.backbones import VisionTransformer
 
 from mmcached.models.backbones import CachedMultiheadAttention, CachedViT
 from mmcached.models.layers import GRCAttention
-from ._helpers import (caches, check_base_keys, check_batch_independent,
-                       check_cache_train_eval, check_grads, check_loaded_from,
-                       check_round_trip, num_grc)
+from ._helpers import (build_in_scope, check_base_keys, check_cache_use,
+                       check_frozen_stage_caches,
+                       check_reset_cache_after_pretrained,
+                       check_state_dict_round_trip, initialised, num_grc)
 
 ARCH = dict(embed_dims=32, num_layers=3, num_heads=2, feedforward_channels=64)
 TINY = dict(arch=ARCH, img_size=64, patch_size=16)
@@ -69,46 +70,21 @@ def test_frozen_stages():
     assert all(not p.requires_grad for p in model.layers[0].parameters())
     assert not model.layers[0].training
     assert all(p.requires_grad for p in model.layers[1].parameters())
-    before = caches(model)
-    model(torch.randn(2, 3, 64, 64))
-    after = caches(model)
-    for k in before:
-        assert torch.equal(before[k], after[k]) == k.startswith('layers.0.')
+    check_frozen_stage_caches(model, 'layers.0.')
 
 
 def test_cache_train_eval_and_batch():
-    torch.manual_seed(0)
-    model = CachedViT(**TINY, drop_path_rate=0.1)
-    model.init_weights()
-    x = torch.randn(2, 3, 64, 80)
-    check_cache_train_eval(model, x)
-    check_batch_independent(model, x)
-    check_grads(model, x)
+    model = initialised(CachedViT, **TINY, drop_path_rate=0.1)
+    check_cache_use(model, torch.randn(2, 3, 64, 80))
 
 
 def test_state_dict_round_trip(tmp_path):
-    torch.manual_seed(0)
-    model = CachedViT(**TINY)
-    model.init_weights()
-    check_round_trip(model, CachedViT(**TINY), torch.randn(2, 3, 64, 64),
-                     tmp_path)
+    check_state_dict_round_trip(CachedViT, TINY, tmp_path)
 
 
 @pytest.mark.parametrize('reset', [True, False])
 def test_reset_cache_after_pretrained(reset, tmp_path):
-    torch.manual_seed(0)
-    src = CachedViT(**TINY)
-    src.init_weights()
-    src.train()
-    src(torch.randn(2, 3, 64, 64))
-    path = str(tmp_path / 'pretrained.pth')
-    torch.save(dict(state_dict=src.state_dict()), path)
-    model = CachedViT(
-        **TINY,
-        reset_cache=reset,
-        init_cfg=dict(type='Pretrained', checkpoint=path))
-    model.init_weights()
-    check_loaded_from(model, src, reset)
+    check_reset_cache_after_pretrained(CachedViT, TINY, reset, tmp_path)
 
 
 @pytest.mark.parametrize('kwargs,match', [
@@ -126,13 +102,7 @@ def test_bad_args(kwargs, match):
 
 @pytest.mark.parametrize('scope', ['mmpretrain', 'mmdet'])
 def test_build_from_registry(scope):
-    from mmengine.registry import init_default_scope
-    init_default_scope(scope)
-    if scope == 'mmdet':
-        from mmdet.registry import MODELS
-    else:
-        from mmpretrain.registry import MODELS
-    model = MODELS.build(dict(type='CachedViT', **TINY))
+    model = build_in_scope(scope, dict(type='CachedViT', **TINY))
     assert isinstance(model, CachedViT)
 
 

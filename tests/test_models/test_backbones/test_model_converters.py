@@ -1,7 +1,6 @@
 """Converters: checkpoints in the original key layouts (built here from our
 own models by the inverse mapping) convert to state dicts that load strictly
 into the cached backbones, with only GRC keys missing."""
-import importlib.util
 import os.path as osp
 import re
 import subprocess
@@ -17,12 +16,21 @@ ROOT = osp.abspath(osp.join(osp.dirname(__file__), '..', '..', '..'))
 TOOLS = osp.join(ROOT, 'tools', 'model_converters')
 
 
-def _tool(name):
-    spec = importlib.util.spec_from_file_location(
-        name, osp.join(TOOLS, name + '.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def _convert(load_tool, tool, state_dict, tmp_path):
+    """TOOL's command line on STATE_DICT saved as a checkpoint: the state
+    dict it wrote, and the file's path."""
+    src, dst = str(tmp_path / 'src.pth'), str(tmp_path / 'ours.pth')
+    torch.save(dict(model=state_dict), src)
+    load_tool(osp.join(TOOLS, tool + '.py')).main([src, dst])
+    return torch.load(dst, weights_only=False)['state_dict'], dst
+
+
+def _backbone(converted):
+    """The ``backbone.`` part of a converted classifier, unprefixed."""
+    return {
+        k[len('backbone.'):]: v
+        for k, v in converted.items() if k.startswith('backbone.')
+    }
 
 
 def _assert_equal(model, state_dict):
@@ -85,18 +93,14 @@ def _pvt_official(model, v2):
 
 
 @pytest.mark.parametrize('cls', [CachedPVT, CachedPVTv2])
-def test_pvt2mmcached(cls, tmp_path):
+def test_pvt2mmcached(cls, tmp_path, load_tool):
     cfg = dict(embed_dims=8, num_layers=[2, 1, 1, 1], mlp_ratios=[2] * 4)
     torch.manual_seed(0)
     ref = cls(**cfg)
     ref.init_weights()
     official = _pvt_official(ref, cls is CachedPVTv2)
     assert 'block1.0.attn.q.weight' in official
-    src, dst = str(tmp_path / 'official.pth'), str(tmp_path / 'ours.pth')
-    torch.save(dict(model=official), src)
-    tool = _tool('pvt2mmcached')
-    tool.main([src, dst])
-    converted = torch.load(dst, weights_only=False)['state_dict']
+    converted, dst = _convert(load_tool, 'pvt2mmcached', official, tmp_path)
     _assert_loads(cls(**cfg), converted)
     # also as the Pretrained init of a cached model
     model = cls(**cfg, init_cfg=dict(type='Pretrained', checkpoint=dst))
@@ -126,7 +130,7 @@ def _timm_deit(model):
     return out
 
 
-def test_deit2mmcached(tmp_path):
+def test_deit2mmcached(tmp_path, load_tool):
     cfg = dict(
         arch=dict(
             embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64),
@@ -137,18 +141,12 @@ def test_deit2mmcached(tmp_path):
     ref.init_weights()
     timm_sd = _timm_deit(ref)
     assert 'blocks.1.attn.qkv.weight' in timm_sd
-    src, dst = str(tmp_path / 'timm.pth'), str(tmp_path / 'ours.pth')
-    torch.save(dict(model=timm_sd), src)
-    _tool('deit2mmcached').main([src, dst])
-    converted = torch.load(dst, weights_only=False)['state_dict']
+    converted, _ = _convert(load_tool, 'deit2mmcached', timm_sd, tmp_path)
     assert converted['head.layers.head.weight'].shape == (10, 32)
-    backbone = {
-        k[9:]: v
-        for k, v in converted.items() if k.startswith('backbone.')
-    }
-    _assert_loads(CachedViT(**cfg), backbone)
+    _assert_loads(CachedViT(**cfg), _backbone(converted))
     with pytest.raises(ValueError, match='distilled'):
-        _tool('deit2mmcached').convert_deit(dict(timm_sd, dist_token=None))
+        load_tool(osp.join(TOOLS, 'deit2mmcached.py')).convert_deit(
+            dict(timm_sd, dist_token=None))
 
 
 # ---------------------------------------------------------------- Swin
@@ -198,7 +196,7 @@ def _timm_swin(official):
 
 
 @pytest.mark.parametrize('layout', ['official', 'timm'])
-def test_swin2mmcached(layout, tmp_path):
+def test_swin2mmcached(layout, tmp_path, load_tool):
     cfg = dict(
         embed_dims=16,
         depths=(2, 1, 1, 1),
@@ -214,15 +212,9 @@ def test_swin2mmcached(layout, tmp_path):
     if layout == 'timm':
         sd = _timm_swin(sd)
         assert 'layers.1.downsample.reduction.weight' in sd
-    src, dst = str(tmp_path / 'src.pth'), str(tmp_path / 'ours.pth')
-    torch.save(dict(model=sd), src)
-    _tool('swin2mmcached').main([src, dst])
-    converted = torch.load(dst, weights_only=False)['state_dict']
+    converted, dst = _convert(load_tool, 'swin2mmcached', sd, tmp_path)
     assert converted['head.fc.weight'].shape == (10, 128)
-    backbone = {
-        k[9:]: v
-        for k, v in converted.items() if k.startswith('backbone.')
-    }
+    backbone = _backbone(converted)
     model = CachedSwin(**cfg)
     _assert_loads(model, backbone)
     # and through mmdet's Pretrained init

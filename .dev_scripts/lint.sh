@@ -2,7 +2,7 @@
 # Check the code against the project's lint and format settings (setup.cfg:
 # flake8, isort, yapf, as the OpenMMLab toolboxes use them). With --fix,
 # rewrite the files instead (isort, yapf), then check.
-#   bash tools/lint.sh [--fix]
+#   bash .dev_scripts/lint.sh [--fix]
 # Environment: MMCACHED_VENV (default <repo>/.venv), set up by setup_env.sh.
 set -uo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -17,5 +17,5 @@ rc=0
 echo "[lint] flake8";  "$VENV/bin/flake8" "${FILES[@]}" || rc=1
 echo "[lint] isort";   "$VENV/bin/isort" --check-only --diff -q "${FILES[@]}" || rc=1
 echo "[lint] yapf";    "$VENV/bin/yapf" --diff "${FILES[@]}" || rc=1
-[ $rc = 0 ] && echo "[lint] clean" || echo "[lint] FAILED: run 'bash tools/lint.sh --fix', then review the diff"
+[ $rc = 0 ] && echo "[lint] clean" || echo "[lint] FAILED: run 'bash .dev_scripts/lint.sh --fix', then review the diff"
 exit $rc

@@ -5,8 +5,8 @@
 # tools/slurm_train.sh, tools/slurm_test.sh and tools/slurm_train.sbatch
 # where no cluster is at hand (tests/test_slurm.py uses it).
 #
-#   bash tools/misc/slurm_local.sh start [--install]   # then: export SLURM_CONF=...
-#   bash tools/misc/slurm_local.sh stop
+#   bash .dev_scripts/slurm_local.sh start [--install]   # then: export SLURM_CONF=...
+#   bash .dev_scripts/slurm_local.sh stop
 #
 # --install: apt-get install slurm-wlm and munge first if they are missing.
 # Environment: SLURM_LOCAL_DIR (default /tmp/mmcached-slurm): configuration,
