@@ -3,16 +3,13 @@
 # AdamW lr 1e-4, wd 0.05, batch 16, 12 epochs) with CachedSwin, on our COCO
 # data settings. The backbone starts from the cached ImageNet run of
 # cached-swin-tiny_16xb64_in1k.py (mmdet's weight names already), its caches
-# reset to zeros as in the paper. Backbone, `checkpoint` and AdamW are those
-# of ../_base_/models/cached-swin_det-backbone.py, shared with RetinaNet. The
-# uncached twin (same name without `cached-`) sets `cached_stages=[]` and its
-# own checkpoint.
+# reset to zeros as in the paper. Schedule, AdamW, runtime, the backbone
+# (cached_swin_t_backbone) and its `checkpoint` are
+# ../_base_/cached-swin_det_1x.py's, shared with RetinaNet. The uncached twin
+# (same name without `cached-`) sets `cached_stages=[]` and its own checkpoint.
 _base_ = [
     'mmdet::_base_/models/mask-rcnn_r50_fpn.py',
-    '../_base_/models/cached-swin_det-backbone.py',
-    '../_base_/datasets/coco_instance.py',
-    'mmdet::_base_/schedules/schedule_1x.py',
-    'mmdet::_base_/default_runtime.py', '../_base_/cache_runtime.py'
+    '../_base_/datasets/coco_instance.py', '../_base_/cached-swin_det_1x.py'
 ]
 
 model = dict(
@@ -37,4 +34,3 @@ param_scheduler = [
         milestones=[8, 11],
         gamma=0.1)
 ]
-optim_wrapper = _base_.swin_det_optim_wrapper
