@@ -21,7 +21,7 @@ model = dict(
             num_layers=[1, 1, 1, 1],
             num_heads=[1, 2, 4, 8],
             mlp_ratios=[4, 4, 4, 4]),
-        cache_cfg=dict(type='GRCAttention', cache_ratio=0.5, mode='released'),
+        cache_cfg=_base_.grc_cache_cfg,
         # also the cache grids, which the detector keeps (8x8 ... 1x1)
         pretrain_img_size={{_base_.img_size}},
         out_indices=(3, ),

@@ -9,7 +9,8 @@
 _base_ = [
     '../_base_/datasets/imagenet_bs64_swin_224.py',
     'mmpretrain::_base_/schedules/imagenet_bs1024_adamw_swin.py',
-    'mmpretrain::_base_/default_runtime.py', '../_base_/cache_runtime.py'
+    'mmpretrain::_base_/default_runtime.py', '../_base_/cache_runtime.py',
+    '../_base_/cache/grc.py'
 ]
 
 model = dict(
@@ -17,7 +18,7 @@ model = dict(
     backbone=dict(
         type='CachedPVT',
         arch='tiny',
-        cache_cfg=dict(type='GRCAttention', cache_ratio=0.5, mode='released'),
+        cache_cfg=_base_.grc_cache_cfg,
         pretrain_img_size=224,
         out_indices=(3, ),
         drop_path_rate=0.1,

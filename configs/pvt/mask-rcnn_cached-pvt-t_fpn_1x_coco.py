@@ -2,32 +2,18 @@
 # R-CNN configs. Recipe of mmdet's PVT detection configs: AdamW, lr 0.0002 and
 # wd 1e-4 at batch 16 (8 GPUs x 2), 12 epochs, 1333x800. The backbone starts
 # from the cached ImageNet run of cached-pvt-tiny_8xb128_in1k.py (its
-# norm_after_stage matches), its caches reset to zeros as in the paper. Other
-# sizes set `arch` and the checkpoint; each uncached twin (same name without
-# `cached-`) sets `cached_stages=[]` and its own checkpoint.
+# norm_after_stage matches), its caches reset to zeros as in the paper.
+# Schedule, runtime, the backbone (cached_pvt_t_backbone) and its `checkpoint`
+# are ../_base_/cached-pvt_det_1x.py's, shared with RetinaNet. Other sizes set
+# `arch` and the checkpoint; each uncached twin (same name without `cached-`)
+# sets `cached_stages=[]` and its own checkpoint.
 _base_ = [
     'mmdet::_base_/models/mask-rcnn_r50_fpn.py',
-    '../_base_/datasets/coco_instance.py',
-    'mmdet::_base_/schedules/schedule_1x.py',
-    'mmdet::_base_/default_runtime.py', '../_base_/cache_runtime.py'
+    '../_base_/datasets/coco_instance.py', '../_base_/cached-pvt_det_1x.py'
 ]
-checkpoint = 'work_dirs/cached-pvt-tiny_8xb128_in1k/epoch_300.pth'
+# Mask R-CNN's lr (the recipe's is RetinaNet's)
+optim_wrapper = dict(optimizer=dict(lr=0.0002))
 
 model = dict(
-    backbone=dict(
-        _delete_=True,
-        type='CachedPVT',
-        arch='tiny',
-        cache_cfg=dict(type='GRCAttention', cache_ratio=0.5, mode='released'),
-        reset_cache=True,
-        norm_after_stage=True,
-        out_indices=(0, 1, 2, 3),
-        # our checkpoints have mmdet's weight names already
-        convert_weights=False,
-        init_cfg=dict(
-            type='Pretrained', checkpoint=checkpoint, prefix='backbone.')),
+    backbone=dict(_delete_=True, **_base_.cached_pvt_t_backbone),
     neck=dict(in_channels=[64, 128, 320, 512]))
-
-optim_wrapper = dict(
-    optimizer=dict(
-        _delete_=True, type='AdamW', lr=0.0002, weight_decay=0.0001))

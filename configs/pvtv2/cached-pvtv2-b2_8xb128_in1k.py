@@ -11,7 +11,7 @@ model = dict(
         _delete_=True,  # PVTv2 fixes norm_after_stage itself
         type='CachedPVTv2',
         arch='b2',
-        cache_cfg=dict(type='GRCAttention', cache_ratio=0.5, mode='released'),
+        cache_cfg=_base_.grc_cache_cfg,
         pretrain_img_size=224,
         out_indices=(3, ),
         drop_path_rate=0.1,
