@@ -237,10 +237,11 @@ class CacheUpdate(torch.autograd.Function):
     LayerNorm after GELU, or None (paper: no GELU, no norm).
 
     Against the plain ops: the cache's halves of the gates are computed once
-    per batch; the backward writes both gates' gradients into one buffer
-    and each weight's gradient by column block (no concatenations, no
-    zero-filled slice gradients summed), adds S's two gradients inside one
-    GEMM, and computes no gradient for the constant cache.
+    per batch; each gate is a (B, T, d) tensor of its own (no (B, T, 2d)
+    tensor split in two); the backward computes the activations' gradients
+    in place, writes each weight's gradient by block (no concatenations,
+    no zero-filled slice gradients summed), accumulates S's three gradients
+    in one output and computes no gradient for the constant cache.
     """
 
     @staticmethod
@@ -250,9 +251,13 @@ class CacheUpdate(torch.autograd.Function):
         S2 = S.reshape(B * T, d)
         w_gs, w_gm = _columns(w_g, d, cache_first)
         w_cs, w_cm = _columns(w_c, d, cache_first)
-        sig = torch.mm(S2, w_gs.t()).view(B, T, 2 * d)
-        sig.add_(torch.addmm(b_g, mem[0], w_gm.t())).sigmoid_()
-        g_reset, g_update = sig[..., :d], sig[..., d:]
+        # the cache's term of both gates, once per batch: (T, 2d)
+        cache_term = torch.addmm(b_g, mem[0], w_gm.t())
+        # each gate a (B, T, d) tensor of its own (rows :d reset, d: update)
+        g_reset = torch.mm(S2, w_gs[:d].t()).view(B, T, d)
+        g_reset.add_(cache_term[:, :d]).sigmoid_()
+        g_update = torch.mm(S2, w_gs[d:].t()).view(B, T, d)
+        g_update.add_(cache_term[:, d:]).sigmoid_()
         reset_mem = (g_reset * mem).view(B * T, d)
         z = torch.addmm(b_c, reset_mem, w_cm.t())
         z = z.addmm_(S2, w_cs.t()).view(B, T, d)
@@ -265,24 +270,25 @@ class CacheUpdate(torch.autograd.Function):
             cand = z
         diff = cand.sub_(mem) if ln_w is not None else cand - mem
         new = torch.addcmul(mem, g_update, diff)
-        ctx.save_for_backward(S, mem, sig, reset_mem, z, act, mean, rstd,
-                              diff, w_g, w_c, ln_w, ln_b)
+        ctx.save_for_backward(S, mem, g_reset, g_update, reset_mem, z, act,
+                              mean, rstd, diff, w_g, w_c, ln_w, ln_b)
         ctx.cache_first = cache_first
         return new
 
     @staticmethod
     def backward(ctx, grad):
-        (S, mem, sig, reset_mem, z, act, mean, rstd, diff, w_g, w_c, ln_w,
-         ln_b) = ctx.saved_tensors
+        (S, mem, g_reset, g_update, reset_mem, z, act, mean, rstd, diff, w_g,
+         w_c, ln_w, ln_b) = ctx.saved_tensors
         need = ctx.needs_input_grad
         B, T, d = S.shape
         cf = ctx.cache_first
         w_gs = _columns(w_g, d, cf)[0]
         w_cs, w_cm = _columns(w_c, d, cf)
         S2 = S.reshape(B * T, d)
-        g_update = sig[..., d:]
-        g_gates = torch.empty_like(sig)
-        torch.mul(grad, diff, out=g_gates[..., d:])
+        sig_bwd = torch.ops.aten.sigmoid_backward.grad_input
+        # update gate: d new / d g_u = C~ - C
+        g_u = torch.mul(grad, diff)
+        sig_bwd(g_u, g_update, grad_input=g_u)
         g_z = grad * g_update
         g_ln_w = g_ln_b = None
         if ln_w is not None:
@@ -292,22 +298,23 @@ class CacheUpdate(torch.autograd.Function):
             g_z = torch.ops.aten.gelu_backward.grad_input(
                 g_act, z, grad_input=g_act)
         g_z2 = g_z.view(B * T, d)
-        torch.mul(torch.mm(g_z2, w_cm).view(B, T, d), mem,
-                  out=g_gates[..., :d])
-        torch.ops.aten.sigmoid_backward.grad_input(
-            g_gates, sig, grad_input=g_gates)
-        g_gates2 = g_gates.view(B * T, 2 * d)
+        # reset gate: d z / d g_r = (W_cm^T g_z) * C
+        g_r = torch.mm(g_z2, w_cm).view(B, T, d).mul_(mem)
+        sig_bwd(g_r, g_reset, grad_input=g_r)
+        g_r2, g_u2 = g_r.view(B * T, d), g_u.view(B * T, d)
         g_w_g = g_b_g = g_w_c = g_b_c = g_S = None
+        if need[2] or need[3]:
+            # (T, d) each: the cache term is shared by the batch
+            g_r_t, g_u_t = g_r.sum(0), g_u.sum(0)
         if need[2]:
             g_w_g = torch.empty_like(w_g)
             g_w_gs, g_w_gm = _columns(g_w_g, d, cf)
-            torch.mm(g_gates2.t(), S2, out=g_w_gs)
-            g_gates_t = g_gates.sum(0)  # (T, 2d): the cache term is shared
-            torch.mm(g_gates_t.t(), mem[0], out=g_w_gm)
-            if need[3]:
-                g_b_g = g_gates_t.sum(0)
-        elif need[3]:
-            g_b_g = g_gates2.sum(0)
+            torch.mm(g_r2.t(), S2, out=g_w_gs[:d])
+            torch.mm(g_u2.t(), S2, out=g_w_gs[d:])
+            torch.mm(g_r_t.t(), mem[0], out=g_w_gm[:d])
+            torch.mm(g_u_t.t(), mem[0], out=g_w_gm[d:])
+        if need[3]:
+            g_b_g = torch.cat((g_r_t.sum(0), g_u_t.sum(0)))
         if need[4]:
             g_w_c = torch.empty_like(w_c)
             g_w_cs, g_w_cm = _columns(g_w_c, d, cf)
@@ -316,7 +323,8 @@ class CacheUpdate(torch.autograd.Function):
         if need[5]:
             g_b_c = g_z2.sum(0)
         if need[0]:
-            g_S = torch.mm(g_gates2, w_gs).addmm_(g_z2, w_cs).view(B, T, d)
+            g_S = torch.mm(g_z2, w_cs).addmm_(g_r2, w_gs[:d]).addmm_(
+                g_u2, w_gs[d:]).view(B, T, d)
         return (g_S, None, g_w_g, g_b_g, g_w_c, g_b_c, g_ln_w, g_ln_b, None,
                 None)
 
@@ -360,8 +368,8 @@ class GroupConvTokens(torch.autograd.Function):
     whose result is added to that output (s = 0: c's own output, with the
     bias). oneDNN's CPU kernels for small groups are slow and its depthwise
     ones fast; the tokens are read as a channels-last grid without copies,
-    the channel shift is done within the add in forward and once on the
-    gradient in backward.
+    and the channel shift is a gather of whole token rows (in forward of
+    each shifted term, in backward of the gradient).
     """
 
     @staticmethod
@@ -385,12 +393,16 @@ class GroupConvTokens(torch.autograd.Function):
                 out = y.flatten(2).transpose(1, 2)
                 out = out.detach() if out.is_contiguous() else \
                     out.contiguous()
-                groups_view = out.view(B, -1, groups, k)
+                out2d = out.view(-1, C)
                 continue
-            y = y.flatten(2).transpose(1, 2).reshape(B, -1, groups, k)
-            # output r of each group gets input (r + s) mod k's term
-            for r in range(k):
-                groups_view[..., r].add_(y[..., (r + s) % k])
+            # channel c's term goes to output rows[c]: output o takes the
+            # term of channel src[o], gathered whole rows at a time (adds
+            # with a stride of k channels are slow)
+            src = torch.empty_like(rows)
+            src[rows] = torch.arange(C, device=rows.device)
+            out2d.add_(
+                torch.index_select(
+                    y.flatten(2).transpose(1, 2).reshape(-1, C), 1, src))
         ctx.save_for_backward(grid, *kernels)
         ctx.conv = (list(stride), list(padding), list(dilation), C, k)
         ctx.has_bias = bias is not None
@@ -415,16 +427,16 @@ class GroupConvTokens(torch.autograd.Function):
         if need_w:
             g_weight = kernels[0].new_empty(C, k, *kernels[0].shape[2:])
         for s, w_s in enumerate(kernels):
-            g_s = grad
+            rows, pos = _shift_rows(C, k, s, grid.device)
+            g_s = grad.reshape(-1, C)
             if s:  # the gradient of depthwise channel c: its output's
-                g_s = torch.roll(grad.reshape(B, -1, C // k, k), s, -1)
+                g_s = torch.index_select(g_s, 1, rows)
             g_in, g_w, g_b = bwd(
                 to_grid(g_s.reshape(B, -1, C).contiguous()), grid, w_s,
                 *args, [need_in, need_w, need_b and s == 0])
             if need_in:
                 g_tokens = g_in if g_tokens is None else g_tokens.add_(g_in)
             if need_w:
-                rows, pos = _shift_rows(C, k, s, grid.device)
                 g_weight[rows, pos] = g_w[:, 0]
             if s == 0:
                 g_bias = g_b
