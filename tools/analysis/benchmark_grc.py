@@ -323,8 +323,8 @@ def _backbones(name, img_size):
             num_layers=[2, 2, 2, 2],
             pretrain_img_size=img_size,
             init_cfg=None)
-        base = MODELS.build(dict(type='mmdet.PyramidVisionTransformer',
-                                 **tiny))
+        base = MODELS.build(
+            dict(type='mmdet.PyramidVisionTransformer', **tiny))
         cached = {
             mode: MODELS.build(
                 dict(
@@ -399,8 +399,8 @@ def _model_benchmark(args, device, backbone, hw, B, iters, warmup):
     report(f'{name} training step at {size} (forward + backward)', res, name,
            B)
     _throughput_ratios(res, flops, name, 'training', '0.82')
-    report_fused(res, [(f'Cached{name} released',
-                        f'Cached{name} released, plain')],
+    report_fused(res,
+                 [(f'Cached{name} released', f'Cached{name} released, plain')],
                  'training step')
     if 'eval' in args.skip:
         return
@@ -423,8 +423,9 @@ def _model_benchmark(args, device, backbone, hw, B, iters, warmup):
         B,
         memory=False)
     _throughput_ratios(res, flops, name, 'eval', '0.83')
-    report_fused(res, [(f'Cached{name} released',
-                        f'Cached{name} released, plain')], 'eval forward')
+    report_fused(res,
+                 [(f'Cached{name} released', f'Cached{name} released, plain')],
+                 'eval forward')
 
 
 def _throughput_ratios(res, flops, base_name, what, paper):

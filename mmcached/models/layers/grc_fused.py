@@ -245,8 +245,7 @@ class CacheUpdate(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, S, mem, w_g, b_g, w_c, b_c, ln_w, ln_b, eps,
-                cache_first):
+    def forward(ctx, S, mem, w_g, b_g, w_c, b_c, ln_w, ln_b, eps, cache_first):
         B, T, d = S.shape
         S2 = S.reshape(B * T, d)
         w_gs, w_gm = _columns(w_g, d, cache_first)
@@ -263,8 +262,8 @@ class CacheUpdate(torch.autograd.Function):
         z = z.addmm_(S2, w_cs.t()).view(B, T, d)
         if ln_w is not None:  # released: C~ = LN(GELU(z))
             act = F.gelu(z)
-            cand, mean, rstd = torch.native_layer_norm(
-                act, (d, ), ln_w, ln_b, eps)
+            cand, mean, rstd = torch.native_layer_norm(act, (d, ), ln_w, ln_b,
+                                                       eps)
         else:  # paper: C~ = z
             act = mean = rstd = None
             cand = z
@@ -368,18 +367,17 @@ class GroupConvTokens(torch.autograd.Function):
     whose result is added to that output (s = 0: c's own output, with the
     bias). oneDNN's CPU kernels for small groups are slow and its depthwise
     ones fast; the tokens are read as a channels-last grid without copies,
-    and the channel shift is a gather of whole token rows (in forward of
-    each shifted term, in backward of the gradient).
+    and the channel shift works on whole token rows (an index_add_ of each
+    shifted term in forward, an index_select of the gradient in backward).
     """
 
     @staticmethod
-    def forward(ctx, tokens, weight, bias, hw_shape, stride, padding,
-                dilation, groups):
+    def forward(ctx, tokens, weight, bias, hw_shape, stride, padding, dilation,
+                groups):
         B, _, C = tokens.shape
         k = C // groups
         grid = tokens.transpose(1, 2).reshape(B, C, *hw_shape)
-        kw = dict(stride=stride, padding=padding, dilation=dilation,
-                  groups=C)
+        kw = dict(stride=stride, padding=padding, dilation=dilation, groups=C)
         kernels = []
         out = None
         for s in range(k):
@@ -395,14 +393,10 @@ class GroupConvTokens(torch.autograd.Function):
                     out.contiguous()
                 out2d = out.view(-1, C)
                 continue
-            # channel c's term goes to output rows[c]: output o takes the
-            # term of channel src[o], gathered whole rows at a time (adds
-            # with a stride of k channels are slow)
-            src = torch.empty_like(rows)
-            src[rows] = torch.arange(C, device=rows.device)
-            out2d.add_(
-                torch.index_select(
-                    y.flatten(2).transpose(1, 2).reshape(-1, C), 1, src))
+            # channel c's term goes to output rows[c] (one index_add_ over
+            # whole token rows; adds with a stride of k channels are slow)
+            out2d.index_add_(1, rows,
+                             y.flatten(2).transpose(1, 2).reshape(-1, C))
         ctx.save_for_backward(grid, *kernels)
         ctx.conv = (list(stride), list(padding), list(dilation), C, k)
         ctx.has_bias = bias is not None
@@ -432,8 +426,8 @@ class GroupConvTokens(torch.autograd.Function):
             if s:  # the gradient of depthwise channel c: its output's
                 g_s = torch.index_select(g_s, 1, rows)
             g_in, g_w, g_b = bwd(
-                to_grid(g_s.reshape(B, -1, C).contiguous()), grid, w_s,
-                *args, [need_in, need_w, need_b and s == 0])
+                to_grid(g_s.reshape(B, -1, C).contiguous()), grid, w_s, *args,
+                [need_in, need_w, need_b and s == 0])
             if need_in:
                 g_tokens = g_in if g_tokens is None else g_tokens.add_(g_in)
             if need_w:
@@ -499,8 +493,7 @@ class HeadMix(torch.autograd.Function):
         if copied:
             g_mem = g_mem.contiguous()
         if need[2]:  # d out / d a = [o_mem, 0] - o_self, per head
-            g_alpha = _per_head_dot(g_mem, o_mem) - _per_head_dot(
-                grad, o_self)
+            g_alpha = _per_head_dot(g_mem, o_mem) - _per_head_dot(grad, o_self)
         if need[0]:
             g_self = grad * (1 - a)
         if need[1]:

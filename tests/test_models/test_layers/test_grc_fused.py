@@ -372,8 +372,9 @@ def test_head_mix_gradcheck(pad, pos):
     args = (o_self, o_mem, alpha, p)
     assert torch.autograd.gradcheck(fn, args)
     a = alpha.view(1, 1, H, 1)
-    ref = (a * F.pad(o_mem, (0, c - o_mem.shape[-1])) +
-           (1 - a) * o_self).reshape(B, N, H * c)
+    ref = (a * F.pad(o_mem,
+                     (0, c - o_mem.shape[-1])) + (1 - a) * o_self).reshape(
+                         B, N, H * c)
     if p is not None:
         ref = ref + F.pad(p, (0, 0, n_extra, 0))
     torch.testing.assert_close(fn(*args).reshape(B, N, H * c), ref)
