@@ -40,6 +40,7 @@ Example::
 import argparse
 import os.path as osp
 import sys
+import time
 from collections import OrderedDict
 
 import torch
@@ -96,6 +97,13 @@ def parse_args():
         type=int,
         default=None,
         help='warm-up steps of the model benchmark (default: --warmup)')
+    parser.add_argument(
+        '--clock',
+        default='wall',
+        choices=['wall', 'cpu'],
+        help="'cpu': time steps by this process's CPU time "
+        '(time.process_time), which other jobs on a shared machine disturb '
+        'less than wall time; for single-threaded CPU runs only')
     parser.add_argument(
         '--skip',
         nargs='*',
@@ -258,7 +266,7 @@ def layer_benchmark(args, device):
 
         return step
 
-    res = measure(variants, make_step, device, args.iters, args.warmup)
+    res = measure(variants, make_step, device, args.iters, args.warmup, _CLOCK)
     extra = [
         ('ours released vs released (whole layer)', 'ours released',
          'released'),
@@ -293,7 +301,7 @@ def layer_benchmark(args, device):
 
         return step
 
-    res = measure(variants, make_eval, device, args.iters, args.warmup)
+    res = measure(variants, make_eval, device, args.iters, args.warmup, _CLOCK)
     report(
         'one layer, eval forward (frozen cache)',
         res,
@@ -395,7 +403,7 @@ def _model_benchmark(args, device, backbone, hw, B, iters, warmup):
         k: _gflops(m, hw, device)
         for k, m in variants.items() if not k.endswith(', plain')
     }
-    res = measure(variants, make_step, device, iters, warmup)
+    res = measure(variants, make_step, device, iters, warmup, _CLOCK)
     report(f'{name} training step at {size} (forward + backward)', res, name,
            B)
     _throughput_ratios(res, flops, name, 'training', '0.82')
@@ -415,7 +423,7 @@ def _model_benchmark(args, device, backbone, hw, B, iters, warmup):
 
         return step
 
-    res = measure(variants, make_eval, device, iters, warmup)
+    res = measure(variants, make_eval, device, iters, warmup, _CLOCK)
     report(
         f'{name} eval forward at {size} (frozen caches)',
         res,
@@ -434,11 +442,17 @@ def _throughput_ratios(res, flops, base_name, what, paper):
         if name == base_name or name not in flops:
             continue
         parity = flops[base_name] / flops[name]
-        print(f'- {name} / {base_name} {what} throughput: {base / t:.3f} '
-              f'(paper {paper} on V100 for PVT); at equal FLOP rates it '
-              f'would be {parity:.3f} ({flops[base_name]:.2f} / '
-              f'{flops[name]:.2f} GFLOPs per image): the cached model runs '
-              f'at {base / t / parity:.0%} of the uncached one\'s FLOP rate')
+        if what == 'training':
+            print(f'- {name} / {base_name} training throughput: '
+                  f'{base / t:.3f} (paper {paper} on V100 for PVT); at equal '
+                  f'FLOP rates it would be {parity:.3f} '
+                  f'({flops[base_name]:.2f} / {flops[name]:.2f} GFLOPs per '
+                  'image): the cached model runs at '
+                  f'{base / t / parity:.0%} of the uncached one\'s FLOP rate')
+        else:
+            print(f'- {name} / {base_name} {what} throughput: {base / t:.3f} '
+                  f'(paper {paper} on V100 for PVT); FLOP parity '
+                  f'{parity:.3f}, {base / t / parity:.0%} of it')
 
 
 def _gflops(model, hw, device):
@@ -459,20 +473,28 @@ def _gflops(model, hw, device):
 
 
 _DEVICE = torch.device('cpu')
+_CLOCK = time.perf_counter
 
 
 def main():
-    global _DEVICE
+    global _DEVICE, _CLOCK
     args = parse_args()
     heap = setup_host(args)
+    if args.clock == 'cpu':
+        if args.device != 'cpu' or torch.get_num_threads() != 1:
+            raise SystemExit('--clock cpu: for --device cpu with one thread '
+                             '(--threads 1) only')
+        _CLOCK = time.process_time
     dev = args.device
     if dev == 'auto':
         dev = 'cuda' if torch.cuda.is_available() else 'cpu'
     _DEVICE = device = torch.device(dev)
     name = torch.cuda.get_device_name(device) if device.type == 'cuda' \
         else f'CPU, {torch.get_num_threads()} threads'
+    clock = 'CPU time of this process' if args.clock == 'cpu' else \
+        'wall time'
     print(f'torch {torch.__version__}, device: {name}, {heap}, iters '
-          f'{args.iters}, warmup {args.warmup} (median ms)')
+          f'{args.iters}, warmup {args.warmup} (median ms, {clock})')
     torch.manual_seed(0)
     if 'layer' not in args.skip:
         layer_benchmark(args, device)
