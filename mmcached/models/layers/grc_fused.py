@@ -23,6 +23,10 @@ Within the path, each part falls back to its plain ops by itself:
   hold k input and k output channels with k > 1 (cache ratio 1/k);
   depthwise already (cache ratio 1) it stays ``nn.Conv2d``.
 
+The nodes' backward is not differentiable again (``once_differentiable``,
+which says so when asked); the plain path has no double backward on the
+CPU either (SDPA's CPU backward has no derivative).
+
 Any ``requires_grad`` combination of inputs and parameters is supported
 (a node returns no gradient where none is needed), and so is grad off (the
 frozen-cache eval forward runs the same nodes). Activation checkpointing
@@ -33,6 +37,9 @@ cache's own re-run rule (see ``GatedRecurrentCache.forward``) is kept.
 The nodes, each float64-gradchecked and compared with the plain ops with
 the switch flipped (``tests/test_models/test_layers/test_grc_fused.py``):
 
+- :class:`CacheInputs`: what reads the first D_m channels of x and o_self
+  (the summary, the cache query and its projection), with their gradients
+  added into the full ones in place;
 - :class:`CacheUpdate`: steps 2-4, the gates, candidate and gated update;
 - :class:`GroupConvTokens`: the released positional conv (k channels per
   group) as k depthwise convs over the tokens, read in place;
@@ -48,6 +55,7 @@ from typing import Optional, Sequence, Tuple
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
 
 from .grc_switch import use_fused_grc
 
@@ -167,6 +175,7 @@ class CacheInputs(torch.autograd.Function):
         return x.view_as(x), o_self.view_as(o_self), q, summary
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, g_x, g_o, g_q, g_s):
         x, w_q = ctx.saved_tensors
         need = ctx.needs_input_grad
@@ -275,6 +284,7 @@ class CacheUpdate(torch.autograd.Function):
         return new
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad):
         (S, mem, g_reset, g_update, reset_mem, z, act, mean, rstd, diff, w_g,
          w_c, ln_w, ln_b) = ctx.saved_tensors
@@ -403,6 +413,7 @@ class GroupConvTokens(torch.autograd.Function):
         return out
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad):
         grid, *kernels = ctx.saved_tensors
         stride, padding, dilation, C, k = ctx.conv
@@ -481,6 +492,7 @@ class HeadMix(torch.autograd.Function):
         return pos if own_pos else out
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad):
         o_self, o_mem, alpha = ctx.saved_tensors
         need = ctx.needs_input_grad

@@ -251,6 +251,19 @@ def test_parts_fall_back_inside_the_path():
     _assert_same(fast, plain, torch.float32)
 
 
+def test_double_backward_is_refused_on_the_fused_path():
+    """The nodes are once differentiable (stated limit), and say so. (The
+    plain path has no second derivative either: SDPA's CPU backward has
+    none.)"""
+    m = GRCAttention(16, 2, cache_len=(4, 4), sr_ratio=2).train()
+    x = torch.randn(2, 16, 16, requires_grad=True)
+    with fused_grc(True):
+        out = m(x, x * 2, (4, 4))
+    g, = torch.autograd.grad((out**2).sum(), x, create_graph=True)
+    with pytest.raises(RuntimeError, match='once_differentiable'):
+        g.sum().backward()
+
+
 def test_wrong_grid_raises_as_plain():
     m = GRCAttention(16, 2, cache_len=9, pos_conv=True)
     x = torch.randn(2, 12, 16)
