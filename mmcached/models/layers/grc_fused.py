@@ -20,8 +20,12 @@ Within the path, each part falls back to its plain ops by itself:
 - the cache update node needs the released candidate norm to be a plain
   affine ``nn.LayerNorm`` (the default ``norm_cfg``), or paper mode;
 - the positional conv is computed as depthwise convs only when its groups
-  hold k input and k output channels with k > 1 (cache ratio 1/k);
-  depthwise already (cache ratio 1) it stays ``nn.Conv2d``.
+  hold k input and k output channels with k > 1 (cache ratio 1/k) and the
+  batch holds more than one image; depthwise already (cache ratio 1), or
+  for one image, it stays ``nn.Conv2d`` (oneDNN's depthwise conv on a
+  channels-last batch of one measured as slow as the grouped conv, e.g.
+  101 ms against 106 ms for 96 channels on 200 x 336 tokens, and two of
+  them are needed).
 
 The nodes' backward is not differentiable again (``once_differentiable``,
 which says so when asked); the plain path has no double backward on the
@@ -97,7 +101,7 @@ def forward(layer: nn.Module, x: torch.Tensor, o_self: torch.Tensor,
     # 6. mix, plus the positional term
     pos, own = None, False
     if layer.pos_conv is not None:
-        if group_conv_fits(layer.pos_conv):
+        if B > 1 and group_conv_fits(layer.pos_conv):
             pos = group_conv_tokens(layer.pos_conv, x[:, n:] if n else x,
                                     _grid(N, n, hw_shape))
             own = n == 0  # the mix may write its output into pos
@@ -455,10 +459,13 @@ class GroupConvTokens(torch.autograd.Function):
 # ---------------------------------------------------------------------------
 def _per_head_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Sum of a * b per head; a, b: (B, N, H, c) -> (H, ). One contiguous
-    head is a BLAS dot (no product tensor)."""
-    if a.shape[2] == 1 and a.is_contiguous() and b.is_contiguous():
+    head is a BLAS dot (no product tensor); more heads sum the product over
+    the tokens first (column sums of a (tokens, H * c) matrix)."""
+    B, N, H, c = a.shape
+    if H == 1 and a.is_contiguous() and b.is_contiguous():
         return torch.dot(a.view(-1), b.view(-1)).view(1)
-    return (a * b).sum((0, 1, 3))
+    prod = a.reshape(B * N, H * c) * b.reshape(B * N, H * c)
+    return prod.sum(0).view(H, c).sum(1)
 
 
 class HeadMix(torch.autograd.Function):
@@ -469,27 +476,36 @@ class HeadMix(torch.autograd.Function):
     head), alpha (H, ), pos (B, N - n_extra, H * c) or None. Two passes in
     forward and three in backward instead of the plain ops' pad, products,
     sums and adds; the positional term's gradient is the output's gradient
-    itself (a view), not a copy.
+    itself (a view), not a copy. The per-head weights are spread to one per
+    channel, so that the passes run over (tokens, channels) rows (a weight
+    per head broadcast over (tokens, 1, c) makes short inner loops).
     """
 
     @staticmethod
     def forward(ctx, o_self, o_mem, alpha, pos, n_extra, own_pos=False):
         B, N, H, c = o_self.shape
-        a = alpha.view(1, 1, H, 1)
+        cm = o_mem.shape[-1]
+        keep = (1 - alpha).repeat_interleave(c)  # (H * c, )
+        take = alpha.repeat_interleave(cm).view(H, cm)
+        o2 = o_self.reshape(B * N, H * c)
         if own_pos:  # pos: (B, N, D), a fresh tensor nobody else reads
             ctx.mark_dirty(pos)
-            out = pos.view(B, N, H, c).addcmul_(o_self, 1 - a)
+            out = pos.view(B * N, H * c).addcmul_(o2, keep)
         elif pos is not None and n_extra == 0:
-            out = torch.addcmul(pos.view(B, N, H, c), o_self, 1 - a)
+            out = torch.addcmul(pos.reshape(B * N, H * c), o2, keep)
         else:
-            out = o_self * (1 - a)
+            out = o2 * keep
             if pos is not None:
                 out.view(B, N, H * c)[:, n_extra:] += pos
-        out[..., :o_mem.shape[-1]].addcmul_(o_mem, a)
+        if cm == c:
+            out.addcmul_(o_mem.reshape(B * N, H * c), take.view(-1))
+        else:
+            out.view(B * N, H,
+                     c)[..., :cm].addcmul_(o_mem.reshape(B * N, H, cm), take)
         ctx.save_for_backward(o_self, o_mem, alpha)
         ctx.n_extra = n_extra
         ctx.has_pos = pos is not None
-        return pos if own_pos else out
+        return pos if own_pos else out.view(B, N, H, c)
 
     @staticmethod
     @once_differentiable
@@ -497,9 +513,9 @@ class HeadMix(torch.autograd.Function):
         o_self, o_mem, alpha = ctx.saved_tensors
         need = ctx.needs_input_grad
         B, N, H, c = o_self.shape
+        cm = o_mem.shape[-1]
         grad = grad.reshape(B, N, H, c)  # (B, N, D) when pos was written
-        a = alpha.view(1, 1, H, 1)
-        g_mem = grad[..., :o_mem.shape[-1]]
+        g_mem = grad[..., :cm]
         g_self = g_o_mem = g_alpha = g_pos = None
         copied = (need[1] or need[2]) and not g_mem.is_contiguous()
         if copied:
@@ -507,9 +523,14 @@ class HeadMix(torch.autograd.Function):
         if need[2]:  # d out / d a = [o_mem, 0] - o_self, per head
             g_alpha = _per_head_dot(g_mem, o_mem) - _per_head_dot(grad, o_self)
         if need[0]:
-            g_self = grad * (1 - a)
+            keep = (1 - alpha).repeat_interleave(c)
+            g_self = (grad.reshape(B * N, H * c) * keep).view(B, N, H, c)
         if need[1]:
-            g_o_mem = g_mem.mul_(a) if copied else g_mem * a
+            take = alpha.repeat_interleave(cm)
+            g2 = g_mem.view(B * N, H * cm) if g_mem.is_contiguous() else \
+                g_mem.reshape(B * N, H * cm)
+            g_o_mem = (g2.mul_(take) if copied else g2 * take).view(
+                B, N, H, cm)
         if ctx.has_pos and need[3]:
             g_pos = grad.reshape(B, N, H * c)[:, ctx.n_extra:]
         return g_self, g_o_mem, g_alpha, g_pos, None, None
