@@ -6,12 +6,19 @@ round, so drift of a shared machine hits them alike), as ratios:
 
 - ``layer``: one PVT stage-1-like attention layer (D=64, 1 head, sr 8, the
   token grid of stage 1 at ``--img-size``): uncached host attention; host +
-  our GRC in each mode; with ``--reference``, the released
+  our GRC in each mode, on the fused path (the default, ``grc/fused.py``)
+  and on the plain path (``, plain``); with ``--reference``, the released
   ``GRC_Self_Attention`` around its PVT ``Attention``, that host alone, and
-  our GRC on that same host (same math as the released module).
-- ``model``: PVT-Tiny training step, mmdet's ``PyramidVisionTransformer``
-  against mmcached's ``CachedPVT`` (registry) in each mode, with the ratio
-  the throughput would have if GRC ran at the backbone's FLOP rate.
+  our GRC on that same host (same math as the released module). Training
+  steps (forward + backward) and eval forwards (the frozen cache, no grad).
+  The fused path is judged as a whole: the share of the layer's forward +
+  backward time it saves against the plain path, in the same run.
+- ``model``: training step and eval forward of a backbone against its
+  uncached twin, in each mode (released also on the plain path), with the
+  ratio the throughput would have if GRC ran at the backbone's FLOP rate:
+  PVT-Tiny (mmdet's ``PyramidVisionTransformer`` against ``CachedPVT``)
+  and Swin-T (``CachedSwin`` with and without caches), at 224 px or a
+  detection-size input (``--model-sizes 224 800x1344:1``).
 
 On CPU, glibc returns large freed blocks to the system, so every step
 page-faults its activations in again, more so for code that allocates more;
@@ -26,8 +33,12 @@ Example::
 
     python tools/analysis/benchmark_grc.py --reference /path/to/GRC-Cache \
         --batch-size 8 --img-size 224 --iters 10 --warmup 3
+    python tools/analysis/benchmark_grc.py --skip layer \
+        --backbones pvt-tiny swin-t --model-sizes 224 800x1344:1 \
+        --model-iters 3 --model-warmup 1
 """
 import argparse
+import time
 from collections import OrderedDict
 
 import torch
@@ -36,6 +47,7 @@ import torch.nn.functional as F
 from benchmark_utils import add_step_args, device_of, measure, setup_host
 
 from mmcached.models.layers.grc.grc_attention import GRCAttention
+from mmcached.models.layers.grc.switch import fused_grc
 
 
 def parse_args():
@@ -53,7 +65,41 @@ def parse_args():
         help='batch of the PVT-Tiny benchmark (default: '
         '--batch-size)')
     parser.add_argument(
-        '--skip', nargs='*', default=[], choices=['layer', 'model'])
+        '--backbones',
+        nargs='+',
+        default=['pvt-tiny'],
+        choices=['pvt-tiny', 'swin-t'],
+        help='backbones of the model benchmark')
+    parser.add_argument(
+        '--model-sizes',
+        nargs='+',
+        default=None,
+        help='inputs of the model benchmark, SIZE or HxW, each with an '
+        'optional :BATCH (default: --img-size at --model-batch-size), '
+        'e.g. 224 800x1344:1')
+    parser.add_argument(
+        '--model-iters',
+        type=int,
+        default=None,
+        help='rounds of the model benchmark (default: --iters)')
+    parser.add_argument(
+        '--model-warmup',
+        type=int,
+        default=None,
+        help='warm-up steps of the model benchmark (default: --warmup)')
+    parser.add_argument(
+        '--clock',
+        default='wall',
+        choices=['wall', 'cpu'],
+        help="'cpu': time steps by this process's CPU time "
+        '(time.process_time), which other jobs on a shared machine disturb '
+        'less than wall time; for single-threaded CPU runs only')
+    parser.add_argument(
+        '--skip',
+        nargs='*',
+        default=[],
+        choices=['layer', 'model', 'eval'],
+        help="'eval' skips the eval forwards")
     return parser.parse_args()
 
 
@@ -106,6 +152,18 @@ class HostWithGRC(HostOnly):
         return self.grc(x, super().forward(x, hw), hw)
 
 
+class OnPath(nn.Module):
+    """A module run with the GRC fused path switched on or off."""
+
+    def __init__(self, module, fused):
+        super().__init__()
+        self.module, self.fused = module, fused
+
+    def forward(self, *args):
+        with fused_grc(self.fused):
+            return self.module(*args)
+
+
 class Released(nn.Module):
 
     def __init__(self, module):
@@ -116,20 +174,35 @@ class Released(nn.Module):
         return self.module(x, H=hw[0], W=hw[1])
 
 
-def report(title, results, baseline, batch, extra_ratios=()):
+def report(title, results, baseline, batch, extra_ratios=(), memory=True):
     mem_kind = 'peak MiB' if _DEVICE.type == 'cuda' else \
         'saved-for-backward MiB'
     t0, m0 = results[baseline]
     print(f'\n### {title}\n')
-    print(f'| variant | ms / step | img/s | time vs {baseline} | '
-          f'{mem_kind} | mem vs {baseline} |')
-    print('|---|---|---|---|---|---|')
+    head = f'| variant | ms / step | img/s | time vs {baseline} |'
+    if memory:
+        head += f' {mem_kind} | mem vs {baseline} |'
+    print(head)
+    print('|---' * (6 if memory else 4) + '|')
     for name, (t, m) in results.items():
-        print(f'| {name} | {t * 1e3:.1f} | {batch / t:.1f} | {t / t0:.3f} | '
-              f'{m / 2**20:.1f} | {m / max(m0, 1):.3f} |')
+        row = f'| {name} | {t * 1e3:.1f} | {batch / t:.1f} | {t / t0:.3f} |'
+        if memory:
+            row += f' {m / 2**20:.1f} | {m / max(m0, 1):.3f} |'
+        print(row)
     for text, num, den in extra_ratios:
         if num in results and den in results:
             print(f'- {text}: {results[den][0] / results[num][0]:.2f}x')
+
+
+def report_fused(results, pairs, what):
+    """The fused path judged as a whole: the share of the plain path's time
+    it saves, per (fused, plain) pair of variants."""
+    for fused, plain in pairs:
+        if fused in results and plain in results:
+            tf, tp = results[fused][0], results[plain][0]
+            print(f'- fused path, {fused}: {tp / tf:.2f}x the plain path, '
+                  f'saves {1 - tf / tp:.1%} of its {what} time (kept if '
+                  '>= 10%)')
 
 
 def layer_benchmark(args, device):
@@ -145,8 +218,11 @@ def layer_benchmark(args, device):
     variants = OrderedDict()  # name -> module
     variants['uncached'] = HostOnly(SRAttention(dim, heads, sr))
     for mode in ('released', 'paper'):
-        variants[f'ours {mode}'] = HostWithGRC(
-            SRAttention(dim, heads, sr), grc(mode))
+        m = HostWithGRC(SRAttention(dim, heads, sr), grc(mode))
+        variants[f'ours {mode}'] = OnPath(m, True)
+        variants[f'ours {mode}, plain'] = OnPath(m, False)
+    pairs = [('ours released', 'ours released, plain'),
+             ('ours paper', 'ours paper, plain')]
     if args.reference:
         from released_loader import load_released
         grc_mod, pvt_mod = load_released(args.reference)
@@ -160,8 +236,12 @@ def layer_benchmark(args, device):
                 cache_ratio=0.5,
                 cls_dim=0,
                 **kw))
-        variants['ours released, released host'] = HostWithGRC(
+        m = HostWithGRC(
             pvt_mod.Attention(dim, **kw), grc('released'), released_host=True)
+        variants['ours released, released host'] = OnPath(m, True)
+        variants['ours released, released host, plain'] = OnPath(m, False)
+        pairs.append(('ours released, released host',
+                      'ours released, released host, plain'))
     for m in variants.values():
         m.to(device).train()
     x = torch.randn(B, n, dim, device=device)
@@ -175,52 +255,129 @@ def layer_benchmark(args, device):
 
         return step
 
-    res = measure(variants, make_step, device, args.iters, args.warmup)
+    res = measure(variants, make_step, device, args.iters, args.warmup, _CLOCK)
     extra = [
         ('ours released vs released (whole layer)', 'ours released',
          'released'),
         ('ours vs released on the same (released) host',
          'ours released, released host', 'released'),
+        ('ours vs released on the same (released) host, plain path',
+         'ours released, released host, plain', 'released'),
     ]
     report('one layer, forward + backward', res, 'uncached', B, extra)
+    report_fused(res, pairs, 'forward + backward')
     if 'released' in res:
         host = res['released host only'][0]
         r_over = res['released'][0] - host
-        o_over = res['ours released, released host'][0] - host
-        print(f'- GRC part alone (layer minus its host): released '
-              f'{r_over * 1e3:.1f} ms, ours {o_over * 1e3:.1f} ms, '
-              f'{r_over / max(o_over, 1e-9):.2f}x')
+        for name in ('ours released, released host',
+                     'ours released, released host, plain'):
+            o_over = res[name][0] - host
+            print(f'- GRC part alone (layer minus its host), {name}: '
+                  f'released {r_over * 1e3:.1f} ms, ours '
+                  f'{o_over * 1e3:.1f} ms, {r_over / max(o_over, 1e-9):.2f}x')
+    if 'eval' in args.skip:
+        return
+    # eval: the frozen cache, no grad (the update is applied per sample and
+    # not written back)
+    for m in variants.values():
+        m.eval()
+
+    def make_eval(m):
+
+        def step():
+            with torch.no_grad():
+                m(x, hw)
+
+        return step
+
+    res = measure(variants, make_eval, device, args.iters, args.warmup, _CLOCK)
+    report(
+        'one layer, eval forward (frozen cache)',
+        res,
+        'uncached',
+        B, [('ours vs released on the same (released) host',
+             'ours released, released host', 'released'),
+            ('ours vs released on the same (released) host, plain path',
+             'ours released, released host, plain', 'released')],
+        memory=False)
+    report_fused(res, pairs, 'eval forward')
+
+
+def _parse_size(text, default_batch):
+    size, _, batch = text.partition(':')
+    h, _, w = size.lower().partition('x')
+    return (int(h), int(w or h)), int(batch) if batch else default_batch
+
+
+def _backbones(name, img_size):
+    """(uncached twin, {mode: cached}) of a backbone, pretrained at
+    ``img_size`` (the caches' grid)."""
+    from mmcached.registry import MODELS
+    if name == 'pvt-tiny':
+        tiny = dict(
+            embed_dims=64,
+            num_heads=[1, 2, 5, 8],
+            num_layers=[2, 2, 2, 2],
+            pretrain_img_size=img_size,
+            init_cfg=None)
+        base = MODELS.build(
+            dict(type='mmdet.PyramidVisionTransformer', **tiny))
+        cached = {
+            mode: MODELS.build(
+                dict(
+                    type='mmcached.CachedPVT',
+                    arch='tiny',
+                    pretrain_img_size=img_size,
+                    cache_cfg=dict(mode=mode),
+                    init_cfg=None))
+            for mode in ('released', 'paper')
+        }
+        return 'PVT-Tiny', base, cached
+    swin = dict(
+        type='mmcached.CachedSwin',
+        arch='tiny',
+        pretrain_img_size=img_size,
+        drop_path_rate=0.,
+        init_cfg=None)
+    base = MODELS.build(dict(swin, cached_stages=[]))
+    cached = {
+        mode: MODELS.build(dict(swin, cache_cfg=dict(mode=mode)))
+        for mode in ('released', 'paper')
+    }
+    return 'Swin-T', base, cached
 
 
 def model_benchmark(args, device):
     from mmengine.registry import init_default_scope
 
-    import mmcached  # noqa: F401  registers CachedPVT
-    from mmcached.registry import MODELS
+    import mmcached  # noqa: F401  registers the cached backbones
     init_default_scope('mmdet')
-    B = args.model_batch_size or args.batch_size
-    tiny = dict(
-        embed_dims=64,
-        num_heads=[1, 2, 5, 8],
-        num_layers=[2, 2, 2, 2],
-        pretrain_img_size=args.img_size,
-        init_cfg=None)
+    default_batch = args.model_batch_size or args.batch_size
+    sizes = [
+        _parse_size(t, default_batch)
+        for t in (args.model_sizes or [str(args.img_size)])
+    ]
+    iters = args.model_iters or args.iters
+    warmup = args.warmup if args.model_warmup is None else args.model_warmup
+    for backbone in args.backbones:
+        for (h, w), B in sizes:
+            _model_benchmark(args, device, backbone, (h, w), B, iters, warmup)
+
+
+def _model_benchmark(args, device, backbone, hw, B, iters, warmup):
+    name, base, cached = _backbones(backbone, args.img_size)
     variants = OrderedDict()  # name -> model
-    variants['PVT-Tiny'] = MODELS.build(
-        dict(type='mmdet.PyramidVisionTransformer', **tiny))
-    for mode in ('released', 'paper'):
-        m = MODELS.build(
-            dict(
-                type='mmcached.CachedPVT',
-                arch='tiny',
-                pretrain_img_size=args.img_size,
-                cache_cfg=dict(mode=mode),
-                init_cfg=None))
-        variants[f'CachedPVT-Tiny {mode}'] = m
-    print(f'\nmodel: PVT-Tiny, B={B}, {args.img_size}px, training step')
+    variants[name] = base
+    for mode, m in cached.items():
+        variants[f'Cached{name} {mode}'] = OnPath(m, True)
+        if mode == 'released':
+            variants[f'Cached{name} {mode}, plain'] = OnPath(m, False)
+    size = f'{hw[0]}x{hw[1]}'
+    print(f'\nmodel: {name}, B={B}, {size} px (caches pretrained at '
+          f'{args.img_size} px), training step and eval forward')
     for m in variants.values():
         m.to(device).train()
-    x = torch.randn(B, 3, args.img_size, args.img_size, device=device)
+    x = torch.randn(B, 3, *hw, device=device)
 
     def make_step(m):
 
@@ -232,24 +389,62 @@ def model_benchmark(args, device):
         return step
 
     flops = {
-        name: _gflops(m, args.img_size, device)
-        for name, m in variants.items()
+        k: _gflops(m, hw, device)
+        for k, m in variants.items() if not k.endswith(', plain')
     }
-    res = measure(variants, make_step, device, args.iters, args.warmup)
-    report('PVT-Tiny training step (forward + backward)', res, 'PVT-Tiny', B)
-    base = res['PVT-Tiny'][0]
+    res = measure(variants, make_step, device, iters, warmup, _CLOCK)
+    report(f'{name} training step at {size} (forward + backward)', res, name,
+           B)
+    _throughput_ratios(res, flops, name, 'training', '0.82')
+    report_fused(res,
+                 [(f'Cached{name} released', f'Cached{name} released, plain')],
+                 'training step')
+    if 'eval' in args.skip:
+        return
+    for m in variants.values():
+        m.eval()
+
+    def make_eval(m):
+
+        def step():
+            with torch.no_grad():
+                m(x)
+
+        return step
+
+    res = measure(variants, make_eval, device, iters, warmup, _CLOCK)
+    report(
+        f'{name} eval forward at {size} (frozen caches)',
+        res,
+        name,
+        B,
+        memory=False)
+    _throughput_ratios(res, flops, name, 'eval', '0.83')
+    report_fused(res,
+                 [(f'Cached{name} released', f'Cached{name} released, plain')],
+                 'eval forward')
+
+
+def _throughput_ratios(res, flops, base_name, what, paper):
+    base = res[base_name][0]
     for name, (t, _) in res.items():
-        if name != 'PVT-Tiny':
-            parity = flops['PVT-Tiny'] / flops[name]
-            print(f'- {name} / PVT-Tiny training throughput: {base / t:.3f} '
-                  '(target >= 0.85; paper 0.82 on V100); at equal FLOP '
-                  f'rates it would be {parity:.3f} ({flops["PVT-Tiny"]:.2f} '
-                  f'/ {flops[name]:.2f} GFLOPs per image): the cached '
-                  f'model runs at {base / t / parity:.0%} of the uncached '
-                  'one\'s FLOP rate')
+        if name == base_name or name not in flops:
+            continue
+        parity = flops[base_name] / flops[name]
+        if what == 'training':
+            print(f'- {name} / {base_name} training throughput: '
+                  f'{base / t:.3f} (paper {paper} on V100 for PVT); at equal '
+                  f'FLOP rates it would be {parity:.3f} '
+                  f'({flops[base_name]:.2f} / {flops[name]:.2f} GFLOPs per '
+                  'image): the cached model runs at '
+                  f'{base / t / parity:.0%} of the uncached one\'s FLOP rate')
+        else:
+            print(f'- {name} / {base_name} {what} throughput: {base / t:.3f} '
+                  f'(paper {paper} on V100 for PVT); FLOP parity '
+                  f'{parity:.3f}, {base / t / parity:.0%} of it')
 
 
-def _gflops(model, img_size, device):
+def _gflops(model, hw, device):
     """Forward GFLOPs (multiply-adds, SDPA counted) of one image, in eval
     mode, which leaves the caches as they are."""
     from mmcached.utils.flops import get_model_complexity_info
@@ -258,7 +453,7 @@ def _gflops(model, img_size, device):
     try:
         res = get_model_complexity_info(
             model,
-            inputs=(torch.randn(1, 3, img_size, img_size, device=device), ),
+            inputs=(torch.randn(1, 3, *hw, device=device), ),
             show_table=False,
             show_arch=False)
     finally:
@@ -267,17 +462,25 @@ def _gflops(model, img_size, device):
 
 
 _DEVICE = torch.device('cpu')
+_CLOCK = time.perf_counter
 
 
 def main():
-    global _DEVICE
+    global _DEVICE, _CLOCK
     args = parse_args()
     heap = setup_host(args)
+    if args.clock == 'cpu':
+        if args.device != 'cpu' or torch.get_num_threads() != 1:
+            raise SystemExit('--clock cpu: for --device cpu with one thread '
+                             '(--threads 1) only')
+        _CLOCK = time.process_time
     _DEVICE = device = device_of(args.device)
     name = torch.cuda.get_device_name(device) if device.type == 'cuda' \
         else f'CPU, {torch.get_num_threads()} threads'
+    clock = 'CPU time of this process' if args.clock == 'cpu' else \
+        'wall time'
     print(f'torch {torch.__version__}, device: {name}, {heap}, iters '
-          f'{args.iters}, warmup {args.warmup} (median ms)')
+          f'{args.iters}, warmup {args.warmup} (median ms, {clock})')
     torch.manual_seed(0)
     if 'layer' not in args.skip:
         layer_benchmark(args, device)

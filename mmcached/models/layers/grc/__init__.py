@@ -1,6 +1,9 @@
-"""GRC attention (Cached Transformers): the layer and the mapping of the
-authors' released weights onto it."""
-from .grc_attention import GatedRecurrentCache, GRCAttention, resize_tokens
+"""GRC attention (Cached Transformers): the layer (the plain math, the
+reference), its fused path behind one switch (:mod:`.fused`,
+:mod:`.switch`), its maps, and the mapping of the authors' released weights
+onto it."""
+from ..tokens import resize_tokens
+from .grc_attention import GatedRecurrentCache, GRCAttention
 from .maps import cache_grid, cache_pca
 from .released_mapping import map_released_grc_state_dict
 

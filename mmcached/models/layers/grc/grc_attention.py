@@ -19,9 +19,11 @@ cache C (1, T_m, D_m), D_m = r * D:
 
 Two modules, one idea each: :class:`GatedRecurrentCache` (steps 2-4) and
 :class:`GRCAttention` (steps 1, 5, 6), a mixing cache layer (see
-:mod:`..cache_layer`). The code below is the plain math and the only path: no
-custom autograd node saved 10% of the layer's forward + backward time
-(docs/grc.md, "Speed").
+:mod:`..cache_layer`). The code below is the plain math, the reference. The
+same steps through custom autograd nodes, which save more than 10% of the
+layer's forward + backward time on CPU taken together (docs/grc.md,
+"Speed"), are :mod:`.fused`, behind one switch (:mod:`.switch`,
+``MMCACHED_FUSED_GRC``); ``GRCAttention.forward`` picks the path.
 """
 import math
 from typing import Dict, Optional, Sequence, Tuple, Union
@@ -36,7 +38,8 @@ from mmengine.model import BaseModule
 from mmcached.registry import MODELS
 from .. import cache_sync
 from ..cache_layer import BaseCacheLayer
-from . import maps
+from ..tokens import resize_tokens
+from . import fused, maps
 
 MODES = ('released', 'paper')
 
@@ -55,15 +58,6 @@ def _in_backward() -> bool:
     """True while autograd runs a backward pass (e.g. a checkpoint re-run)."""
     task_id = getattr(torch._C, '_current_graph_task_id', None)
     return task_id is not None and task_id() != -1
-
-
-def resize_tokens(x: torch.Tensor, length: int) -> torch.Tensor:
-    """Nearest-resize tokens (B, N, C) -> (B, length, C), as the released
-    module does; a no-op when N == length."""
-    if x.shape[1] == length:
-        return x
-    return F.interpolate(
-        x.transpose(1, 2), size=length, mode='nearest').transpose(1, 2)
 
 
 @MODELS.register_module()
@@ -148,8 +142,10 @@ class GatedRecurrentCache(BaseModule):
             cand = self.candidate_norm(F.gelu(cand))
         return (1 - g_update) * mem + g_update * cand.to(mem.dtype)
 
-    def forward(self, summary: torch.Tensor) -> torch.Tensor:
-        """Update the cache from ``summary`` (B, T_m, D_m); return C_t."""
+    def forward(self, summary: torch.Tensor, update=None) -> torch.Tensor:
+        """Update the cache from ``summary`` (B, T_m, D_m); return C_t.
+        ``update(self, summary, mem)`` replaces :meth:`update` (the fused
+        path's node, :mod:`.fused`)."""
         if summary.shape[1:] != self.memory.shape[1:]:
             raise ValueError(
                 f'summary must be (B, {self.cache_len}, {self.cache_dims}), '
@@ -164,7 +160,8 @@ class GatedRecurrentCache(BaseModule):
             # A copy: autograd saves it, and _write updates the buffer in
             # place afterwards (in place keeps DDP's references valid).
             mem = self.memory.to(summary.dtype, copy=True)
-        new = self.update(summary, mem)
+        new = self.update(summary, mem) if update is None else update(
+            self, summary, mem)
         if self.training and not recompute:
             self._pre_update = mem
             self._write(new)
@@ -342,6 +339,10 @@ class GRCAttention(BaseCacheLayer):
                 hw_shape: Optional[Tuple[int, int]] = None) -> torch.Tensor:
         """x, o_self: (B, N, D); hw_shape: (h, w) of the patch tokens (N =
         num_extra_tokens + h * w; None: a square grid). Returns (B, N, D)."""
+        if fused.applies(self, x, o_self):
+            # The same steps through custom autograd nodes, faster on CPU;
+            # the code below is the reference (switch: switch.py).
+            return fused.forward(self, x, o_self, hw_shape)
         B, N, D = x.shape
         H, dm = self.num_heads, self.cache_dims
         # 1. summary of the current tokens, at the cache's length
