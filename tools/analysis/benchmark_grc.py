@@ -374,7 +374,8 @@ def _model_benchmark(args, device, backbone, hw, B, iters, warmup):
             variants[f'Cached{name} {mode}, plain'] = OnPath(m, False)
     size = f'{hw[0]}x{hw[1]}'
     print(f'\nmodel: {name}, B={B}, {size} px (caches pretrained at '
-          f'{args.img_size} px), training step and eval forward')
+          f'{args.img_size} px), training step and eval forward, {iters} '
+          f'rounds after {warmup} warm-up steps')
     for m in variants.values():
         m.to(device).train()
     x = torch.randn(B, 3, *hw, device=device)

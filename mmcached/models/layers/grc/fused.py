@@ -282,7 +282,11 @@ class CacheUpdate(torch.autograd.Function):
             cand = z
         diff = cand.sub_(mem) if ln_w is not None else cand - mem
         new = torch.addcmul(mem, g_update, diff)
-        ctx.save_for_backward(S, mem, g_reset, g_update, reset_mem, z, act,
+        # reset_mem is kept for backward in released mode only: in paper
+        # mode the plain ops save less, and recomputing it keeps the node's
+        # saved memory at theirs
+        ctx.save_for_backward(S, mem, g_reset, g_update,
+                              reset_mem if ln_w is not None else None, z, act,
                               mean, rstd, diff, w_g, w_c, ln_w, ln_b)
         ctx.cache_first = cache_first
         return new
@@ -329,6 +333,8 @@ class CacheUpdate(torch.autograd.Function):
         if need[3]:
             g_b_g = torch.cat((g_r_t.sum(0), g_u_t.sum(0)))
         if need[4]:
+            if reset_mem is None:
+                reset_mem = (g_reset * mem).view(B * T, d)
             g_w_c = torch.empty_like(w_c)
             g_w_cs, g_w_cm = _columns(g_w_c, d, cf)
             torch.mm(g_z2.t(), reset_mem, out=g_w_cm)
