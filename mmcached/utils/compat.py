@@ -47,6 +47,20 @@ Applied once when ``mmcached`` is imported (each fix is idempotent):
   are skipped and initialise themselves, so adding them does not shift the
   random draws of the rest of the model (:mod:`.init`). mmengine has no
   extension point for it: we wrap the ``initialize`` it calls.
+- **``torch.compile`` with ``paramwise_cfg``.** mmengine's optimizer
+  constructors leave param groups as ``ConfigDict`` (they pass through the
+  optimizer's config), which dynamo cannot trace in ``optimizer.step``
+  (``'UserDefinedDictVariable' object has no attribute 'items'``). We wrap
+  ``build_optim_wrapper`` so that every optimizer it builds holds plain
+  dicts.
+- **AMP on CPU.** ``AmpOptimWrapper`` (what ``--amp`` selects) refuses to
+  be built without an accelerator. Without one we build it with bfloat16
+  autocast on CPU and no loss scaling (bfloat16 has float32's range);
+  with one, it is unchanged.
+- **Dataloader workers die with their process.** Every loader that the
+  Runner builds with workers gets :class:`~.workers.DieWithParent` chained
+  to its ``worker_init_fn``, so a run killed by SIGKILL leaves no orphaned
+  worker (wrapping ``Runner.build_dataloader``).
 
 Only load checkpoints you trust: like mmengine on torch < 2.6, a full
 checkpoint is unpickled.
@@ -65,6 +79,7 @@ from mmengine.runner.checkpoint import CheckpointLoader
 from .checkpoint import load_local_checkpoint
 from .fileio import AtomicLocalBackend
 from .init import isolating_initialize
+from .workers import attach as attach_worker_exit
 
 _applied = False
 
@@ -144,6 +159,102 @@ def unscoped_mmcached_bases(get_cfg_path):
     return wrapper
 
 
+def plain_dicts(obj):
+    """``obj`` with every ``dict`` in it (``ConfigDict`` included) a plain
+    dict; tensors and other values kept as they are."""
+    if isinstance(obj, dict):
+        return {k: plain_dicts(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [plain_dicts(v) for v in obj]
+    if isinstance(obj, tuple):
+        return tuple(plain_dicts(v) for v in obj)
+    return obj
+
+
+def plain_param_groups(optim_wrapper) -> None:
+    """Turn the param groups of every optimizer of an optim wrapper (or an
+    ``OptimWrapperDict``) into plain dicts, in place."""
+    wrappers = getattr(optim_wrapper, 'optim_wrappers', None)
+    for wrapper in (wrappers.values() if wrappers else [optim_wrapper]):
+        groups = wrapper.optimizer.param_groups
+        groups[:] = [plain_dicts(g) for g in groups]
+
+
+def with_plain_param_groups(build):
+    """Wrap ``build_optim_wrapper``: plain-dict param groups (see the module
+    docstring)."""
+    if getattr(build, '_mmcached_plain', False):
+        return build
+
+    @functools.wraps(build)
+    def wrapper(*args, **kwargs):
+        optim_wrapper = build(*args, **kwargs)
+        plain_param_groups(optim_wrapper)
+        return optim_wrapper
+
+    wrapper._mmcached_plain = True
+    return wrapper
+
+
+def has_accelerator() -> bool:
+    """A device that mmengine's ``AmpOptimWrapper`` accepts."""
+    from mmengine.device import (is_cuda_available, is_mlu_available,
+                                 is_musa_available, is_npu_available)
+    return is_cuda_available() or is_npu_available() or is_mlu_available() \
+        or is_musa_available()
+
+
+def cpu_capable_amp_init(init):
+    """Wrap ``AmpOptimWrapper.__init__``: without an accelerator, bfloat16
+    autocast on CPU and no loss scaling (see the module docstring)."""
+    if getattr(init, '_mmcached_cpu_amp', False):
+        return init
+
+    @functools.wraps(init)
+    def __init__(self,
+                 loss_scale='dynamic',
+                 dtype=None,
+                 use_fsdp=False,
+                 **kwargs):
+        if has_accelerator():
+            return init(self, loss_scale, dtype, use_fsdp, **kwargs)
+        if isinstance(dtype, str):
+            dtype = getattr(torch, dtype, dtype)
+        if dtype not in (None, torch.bfloat16):
+            raise ValueError(
+                f'AMP on CPU autocasts to bfloat16 only, got dtype={dtype}: '
+                "drop optim_wrapper.dtype or set it to 'bfloat16'")
+        from mmengine.optim import OptimWrapper
+        OptimWrapper.__init__(self, **kwargs)
+        self._scale_update_param = None
+        # A disabled scaler: scale, unscale_ and update are no-ops, step
+        # steps the optimizer, and a GPU run's scaler state loads (ignored).
+        self.loss_scaler = torch.amp.GradScaler('cpu', enabled=False)
+        self.cast_dtype = torch.bfloat16
+        print_log(
+            'AMP without a GPU: bfloat16 autocast on CPU, no loss scaling',
+            logger='current')
+
+    __init__._mmcached_cpu_amp = True
+    return __init__
+
+
+def dying_workers(build_dataloader):
+    """Wrap ``Runner.build_dataloader`` (the function): workers die with the
+    process (see the module docstring)."""
+    if getattr(build_dataloader, '_mmcached_workers', False):
+        return build_dataloader
+
+    @functools.wraps(build_dataloader)
+    def wrapper(*args, **kwargs):
+        loader = build_dataloader(*args, **kwargs)
+        attach_worker_exit(loader)
+        return loader
+
+    wrapper._mmcached_workers = True
+    return wrapper
+
+
 def apply() -> None:
     """Install the compatibility fixes (idempotent)."""
     global _applied
@@ -165,4 +276,17 @@ def apply() -> None:
         MMDistributedDataParallel.__init__)
     import mmengine.model.base_module as base_module
     base_module.initialize = isolating_initialize(base_module.initialize)
+
+    import mmengine.optim as optim
+    import mmengine.optim.optimizer as optimizer_pkg
+    import mmengine.optim.optimizer.builder as optim_builder
+    import mmengine.runner.runner as runner_module
+    build = with_plain_param_groups(optim_builder.build_optim_wrapper)
+    # bound by name in each module that imports it
+    for module in (optim_builder, optimizer_pkg, optim, runner_module):
+        module.build_optim_wrapper = build
+    optim.AmpOptimWrapper.__init__ = cpu_capable_amp_init(
+        optim.AmpOptimWrapper.__init__)
+    runner_module.Runner.build_dataloader = staticmethod(
+        dying_workers(runner_module.Runner.build_dataloader))
     _applied = True
