@@ -16,7 +16,8 @@ import sys
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 import mmcached  # noqa: E402,F401 - compat fixes and registrations
-from mmcached.utils.cli import (CLIError, apply_data_root, check_resume,
+from mmcached.utils.cli import (CLIError, apply_data_root,
+                                check_backbone_checkpoint, check_resume,
                                 main_guard, parse_toolbox_command, run_toolbox)
 
 
@@ -34,6 +35,7 @@ def main(argv=None):
         raise CLIError('--auto-scale-lr needs auto_scale_lr = dict('
                        'base_batch_size=...) in the config')
     check_resume(cfg, args)
+    check_backbone_checkpoint(cfg, args.config)
     apply_data_root(args.cfg_options)
     run_toolbox(script, argv)
 

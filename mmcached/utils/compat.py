@@ -61,6 +61,9 @@ Applied once when ``mmcached`` is imported (each fix is idempotent):
   Runner builds with workers gets :class:`~.workers.DieWithParent` chained
   to its ``worker_init_fn``, so a run killed by SIGKILL leaves no orphaned
   worker (wrapping ``Runner.build_dataloader``).
+- **A checkpoint without cache keys** (uncached weights into a cached
+  model) is reported in one line, not key by key (:mod:`.state_keys`,
+  wrapping mmengine's ``load_state_dict`` where it is bound by name).
 
 Only load checkpoints you trust: like mmengine on torch < 2.6, a full
 checkpoint is unpickled.
@@ -79,6 +82,7 @@ from mmengine.runner.checkpoint import CheckpointLoader
 from .checkpoint import load_local_checkpoint
 from .fileio import AtomicLocalBackend
 from .init import isolating_initialize
+from .state_keys import quiet_cache_keys
 from .workers import attach as attach_worker_exit
 
 _applied = False
@@ -287,6 +291,15 @@ def apply() -> None:
         module.build_optim_wrapper = build
     optim.AmpOptimWrapper.__init__ = cpu_capable_amp_init(
         optim.AmpOptimWrapper.__init__)
+    import sys
+
+    import mmengine.runner.checkpoint as ckpt_module
+    quiet = quiet_cache_keys(ckpt_module.load_state_dict)
+    # mmdet's PVT binds it by name; a later import binds the wrapper
+    for name in ('mmengine.runner.checkpoint', 'mmengine.runner',
+                 'mmdet.models.backbones.pvt'):
+        if hasattr(sys.modules.get(name), 'load_state_dict'):
+            setattr(sys.modules[name], 'load_state_dict', quiet)
     runner_module.Runner.build_dataloader = staticmethod(
         dying_workers(runner_module.Runner.build_dataloader))
     _applied = True

@@ -37,6 +37,7 @@ import inspect
 from mmengine.model import BaseModule
 
 from mmcached.registry import MODELS
+from mmcached.utils.suggest import did_you_mean
 
 #: What a backbone derives per attention site; ``cache_cfg`` may not set it.
 SITE_ARGS = ('embed_dims', 'num_heads', 'cache_len', 'sr_ratio',
@@ -68,6 +69,14 @@ class BaseCacheLayer(BaseModule):
         Layers without state across calls have nothing to do."""
 
 
+def cache_layer_types():
+    """Names of the registered cache layers (for suggestions)."""
+    return [
+        name for name, cls in MODELS.module_dict.items()
+        if inspect.isclass(cls) and issubclass(cls, BaseCacheLayer)
+    ]
+
+
 def build_cache_layer(cache_cfg: dict, site: dict) -> BaseCacheLayer:
     """Build a cache layer from ``cache_cfg`` (``type`` defaults to
     ``'GRCAttention'``) with the site arguments its ``__init__`` names.
@@ -89,10 +98,11 @@ def build_cache_layer(cache_cfg: dict, site: dict) -> BaseCacheLayer:
         with MODELS.switch_scope_and_registry(None) as registry:
             cls = registry.get(cls)
         if cls is None:
+            hint = did_you_mean(cfg['type'], cache_layer_types())
             raise KeyError(
-                f'cache_cfg type {cfg["type"]!r} is not a registered module; '
-                'register it with mmcached.registry.MODELS and import it '
-                '(custom_imports)')
+                f'cache_cfg type {cfg["type"]!r} is not a registered module'
+                + (hint or '; register it with mmcached.registry.MODELS and '
+                   'import it (custom_imports)'))
     if not (inspect.isclass(cls) and issubclass(cls, BaseCacheLayer)):
         raise TypeError(f'cache_cfg type {cfg["type"]!r} is not a cache '
                         'layer (a subclass of BaseCacheLayer)')
@@ -100,6 +110,11 @@ def build_cache_layer(cache_cfg: dict, site: dict) -> BaseCacheLayer:
     takes_all = any(p.kind is p.VAR_KEYWORD for p in params.values())
     if cls.replaces_host:
         site = dict(site, host_projections=True)
+    unknown = [k for k in cfg if k != 'type' and k not in params]
+    if unknown and not takes_all:  # before the build: its error has no hint
+        raise TypeError(
+            f'cache_cfg: {cls.__name__} has no argument {unknown[0]!r}' +
+            did_you_mean(unknown[0], set(params) - {'self', *SITE_ARGS}))
     cfg.update((k, v) for k, v in site.items() if takes_all or k in params)
     cfg['type'] = cls
     try:
