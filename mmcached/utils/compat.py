@@ -51,8 +51,8 @@ Applied once when ``mmcached`` is imported (each fix is idempotent):
   constructors leave param groups as ``ConfigDict`` (they pass through the
   optimizer's config), which dynamo cannot trace in ``optimizer.step``
   (``'UserDefinedDictVariable' object has no attribute 'items'``). We wrap
-  ``build_optim_wrapper`` so that every optimizer it builds holds plain
-  dicts.
+  ``OptimWrapper.__init__`` (every wrapper type runs it): the optimizer it
+  wraps then holds plain dicts, whichever constructor built it.
 - **AMP on CPU.** ``AmpOptimWrapper`` (what ``--amp`` selects) refuses to
   be built without an accelerator. Without one we build it with bfloat16
   autocast on CPU and no loss scaling (bfloat16 has float32's range);
@@ -71,6 +71,7 @@ checkpoint is unpickled.
 import contextlib
 import functools
 import os
+import sys
 
 import torch
 from mmengine.config import Config
@@ -175,29 +176,25 @@ def plain_dicts(obj):
     return obj
 
 
-def plain_param_groups(optim_wrapper) -> None:
-    """Turn the param groups of every optimizer of an optim wrapper (or an
-    ``OptimWrapperDict``) into plain dicts, in place."""
-    wrappers = getattr(optim_wrapper, 'optim_wrappers', None)
-    for wrapper in (wrappers.values() if wrappers else [optim_wrapper]):
-        groups = wrapper.optimizer.param_groups
-        groups[:] = [plain_dicts(g) for g in groups]
+def plain_param_groups(optimizer) -> None:
+    """Turn the param groups of ``optimizer`` into plain dicts, in place."""
+    groups = optimizer.param_groups
+    groups[:] = [plain_dicts(g) for g in groups]
 
 
-def with_plain_param_groups(build):
-    """Wrap ``build_optim_wrapper``: plain-dict param groups (see the module
-    docstring)."""
-    if getattr(build, '_mmcached_plain', False):
-        return build
+def with_plain_param_groups(init):
+    """Wrap ``OptimWrapper.__init__``: plain-dict param groups (see the
+    module docstring)."""
+    if getattr(init, '_mmcached_plain', False):
+        return init
 
-    @functools.wraps(build)
-    def wrapper(*args, **kwargs):
-        optim_wrapper = build(*args, **kwargs)
-        plain_param_groups(optim_wrapper)
-        return optim_wrapper
+    @functools.wraps(init)
+    def __init__(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        plain_param_groups(self.optimizer)
 
-    wrapper._mmcached_plain = True
-    return wrapper
+    __init__._mmcached_plain = True
+    return __init__
 
 
 def has_accelerator() -> bool:
@@ -282,17 +279,12 @@ def apply() -> None:
     base_module.initialize = isolating_initialize(base_module.initialize)
 
     import mmengine.optim as optim
-    import mmengine.optim.optimizer as optimizer_pkg
-    import mmengine.optim.optimizer.builder as optim_builder
     import mmengine.runner.runner as runner_module
-    build = with_plain_param_groups(optim_builder.build_optim_wrapper)
-    # bound by name in each module that imports it
-    for module in (optim_builder, optimizer_pkg, optim, runner_module):
-        module.build_optim_wrapper = build
+    # every wrapper type runs it (the CPU AMP path below too)
+    optim.OptimWrapper.__init__ = with_plain_param_groups(
+        optim.OptimWrapper.__init__)
     optim.AmpOptimWrapper.__init__ = cpu_capable_amp_init(
         optim.AmpOptimWrapper.__init__)
-    import sys
-
     import mmengine.runner.checkpoint as ckpt_module
     quiet = quiet_cache_keys(ckpt_module.load_state_dict)
     # mmdet's PVT binds it by name; a later import binds the wrapper
