@@ -52,11 +52,7 @@ Applied once when ``mmcached`` is imported (each fix is idempotent):
   optimizer's config), which dynamo cannot trace in ``optimizer.step``
   (``'UserDefinedDictVariable' object has no attribute 'items'``). We wrap
   ``OptimWrapper.__init__`` (every wrapper type runs it): the optimizer it
-  wraps then holds plain dicts, whichever constructor built it. Under
-  ``compile`` its ``step`` runs eagerly (the model's forward and backward
-  are compiled): dynamo guards on every group's float ``lr``, so a
-  scheduler that changes it each iteration would recompile the step each
-  iteration.
+  wraps then holds plain dicts, whichever constructor built it.
 - **AMP on CPU.** ``AmpOptimWrapper`` (what ``--amp`` selects) refuses to
   be built without an accelerator. Without one we build it with bfloat16
   autocast on CPU and no loss scaling (bfloat16 has float32's range);
@@ -196,13 +192,6 @@ def with_plain_param_groups(init):
     def __init__(self, *args, **kwargs):
         init(self, *args, **kwargs)
         plain_param_groups(self.optimizer)
-        if not getattr(self.optimizer.step, '_mmcached_eager', False):
-            # dynamo guards on each group's float lr: a scheduler that
-            # changes it every iteration (warmup, cosine) recompiles the
-            # step every iteration, minutes each with inductor on CPU
-            self.optimizer.step = torch._dynamo.disable(
-                self.optimizer.step)
-            self.optimizer.step._mmcached_eager = True
 
     __init__._mmcached_plain = True
     return __init__
