@@ -41,6 +41,7 @@ if __name__ == '__main__':
         package_data={
             'mmcached': [
                 '.mim/model-index.yml', '.mim/configs/**/*.py',
+                '.mim/configs/**/metafile.yml',
                 '.mim/tools/*.py', '.mim/tools/**/*.py', '.mim/tools/*.sh'
             ]
         },

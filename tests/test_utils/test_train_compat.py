@@ -111,8 +111,8 @@ def test_train_compiled(tmp_path):
     config's paramwise_cfg (aot_eager: dynamo and autograd tracing, without
     inductor's C++ code generation, which takes minutes here)."""
     log = _train(
-        _config(tmp_path, 'train_dataloader = dict(batch_size=32)\n'),
-        tmp_path / 'work', '--cfg-options', 'compile.backend=aot_eager')
+        _config(tmp_path, ''), tmp_path / 'work', '--cfg-options',
+        'compile.backend=aot_eager', 'train_dataloader.batch_size=32')
     assert 'Epoch(train) [1][4/4]' in log
     state = torch.load(
         tmp_path / 'work' / 'epoch_1.pth', weights_only=False)['state_dict']
