@@ -112,6 +112,9 @@ print(f'py{sys.version_info[0]}{sys.version_info[1]}-torch{torch.__version__}-{f
   # mmcv's own requirements (mmengine, opencv, ...) come with the pinned stack.
   "${PIP[@]}" -r "$REPO/requirements/mminstall.txt" -r "$REPO/requirements/runtime.txt" \
       -r "$REPO/requirements/tests.txt" -r "$REPO/requirements/lint.txt"
+  # mim (`mim search mmcached`) without opendatalab, which would downgrade
+  # setuptools, requests and tqdm; its other needs are in tests.txt
+  "${PIP[@]}" --no-deps openmim
 
   step "mmcached (editable)"
   "${PIP[@]}" --no-deps --no-build-isolation -e "$REPO"
