@@ -1,9 +1,8 @@
 """The model zoo's metafiles: mim finds them through the package's
 model-index, and mmpretrain's API (list_models, get_model,
 inference_model) serves our classifiers once mmcached is imported."""
+import glob
 import os.path as osp
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -73,9 +72,18 @@ def test_parameters_are_the_models():
 def test_mmpretrain_lists_and_builds_our_classifiers():
     import mmpretrain
     from mmpretrain.apis import ModelHub
-    names = mmpretrain.list_models('*cached*')
+    names = mmpretrain.list_models('*cached*') + mmpretrain.list_models('mc-*')
     ours = {m.name for m in classifier_models()}
-    assert ours and ours <= set(names)
+    configs = {
+        osp.splitext(osp.basename(c))[0]
+        for family in FAMILIES
+        for c in glob.glob(osp.join(REPO, 'configs', family, '*.py'))
+    }
+    # every cached / MC classifier config
+    assert ours == {
+        c for c in configs if c.startswith(('cached-', 'mc-'))
+    } and len(ours) == 20
+    assert ours == set(names)
     assert 'cached-deit-tiny_4xb256_in1k' in names
     assert 'mc-deit-small_4xb256_in1k' in names
     # detectors are mmdet's: not in mmpretrain's hub

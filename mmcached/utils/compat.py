@@ -64,6 +64,12 @@ Applied once when ``mmcached`` is imported (each fix is idempotent):
 - **A checkpoint without cache keys** (uncached weights into a cached
   model) is reported in one line, not key by key (:mod:`.state_keys`,
   wrapping mmengine's ``load_state_dict`` where it is bound by name).
+- **ViTs export with any image size.** mmpretrain's ``resize_pos_embed``
+  returns the position embedding as is when the size is the one it was
+  made for; torch.export records that comparison as a condition on the
+  input size, so the exported graph holds only for that size. While
+  exporting (and only then) we always resize: to the same size, the
+  bicubic resize returns the embedding unchanged.
 
 Only load checkpoints you trust: like mmengine on torch < 2.6, a full
 checkpoint is unpickled.
@@ -256,6 +262,38 @@ def dying_workers(build_dataloader):
     return wrapper
 
 
+def exporting() -> bool:
+    """Inside ``torch.export`` / ``torch.onnx.export``."""
+    return torch.compiler.is_exporting() or torch.onnx.is_in_onnx_export()
+
+
+def resize_pos_embed_when_exporting(resize):
+    """Wrap mmpretrain's ``resize_pos_embed``: always resize while
+    exporting (see the module docstring)."""
+    if getattr(resize, '_mmcached_export', False):
+        return resize
+
+    @functools.wraps(resize)
+    def wrapper(pos_embed,
+                src_shape,
+                dst_shape,
+                mode='bicubic',
+                num_extra_tokens=1):
+        if not exporting():
+            return resize(pos_embed, src_shape, dst_shape, mode,
+                          num_extra_tokens)
+        extra = pos_embed[:, :num_extra_tokens]
+        grid = pos_embed[:, num_extra_tokens:].reshape(
+            1, src_shape[0], src_shape[1], -1).permute(0, 3, 1, 2)
+        grid = torch.nn.functional.interpolate(
+            grid.float(), size=dst_shape, mode=mode, align_corners=False)
+        grid = grid.flatten(2).transpose(1, 2).to(pos_embed.dtype)
+        return torch.cat((extra, grid), dim=1)
+
+    wrapper._mmcached_export = True
+    return wrapper
+
+
 def apply() -> None:
     """Install the compatibility fixes (idempotent)."""
     global _applied
@@ -292,6 +330,13 @@ def apply() -> None:
                  'mmdet.models.backbones.pvt'):
         if hasattr(sys.modules.get(name), 'load_state_dict'):
             setattr(sys.modules[name], 'load_state_dict', quiet)
+    import mmpretrain.models.backbones.vision_transformer as vit_module
+    import mmpretrain.models.utils as pretrain_utils
+    import mmpretrain.models.utils.embed as embed_module
+    resize = resize_pos_embed_when_exporting(embed_module.resize_pos_embed)
+    # bound by name where the ViTs (ours included) import it
+    for module in (embed_module, pretrain_utils, vit_module):
+        module.resize_pos_embed = resize
     runner_module.Runner.build_dataloader = staticmethod(
         dying_workers(runner_module.Runner.build_dataloader))
     _applied = True

@@ -25,10 +25,14 @@ def classifier_models(model_index: str = MODEL_INDEX) -> List:
     from modelindex.load_model_index import load
     index = load(model_index)
     index.build_models_with_collections()
+    # a model's Architecture is its collection's (not merged into it)
+    arch = {
+        c.name: set(getattr(c.metadata, 'architecture', None) or [])
+        for c in index.collections
+    }
     models = []
     for model in index.models:
-        arch = getattr(model.metadata, 'architecture', None) or []
-        if set(arch) & set(DETECTORS):
+        if arch.get(model.in_collection, set()) & set(DETECTORS):
             continue
         model.config = ModelHub._expand_config_path(
             model, osp.dirname(model_index))

@@ -7,17 +7,18 @@ against PyTorch with onnxruntime.
 The model is built from CONFIG (an mmpretrain classifier: the whole model,
 image to class scores; an mmdet detector: its backbone, image to the
 feature maps), loaded from CKPT if given, and exported with torch.export
-(``torch.onnx.export(dynamo=True)``) at batch N and H x W (default: the
-backbone's image size), with batch, height and width left dynamic where the
-model allows it. Axes the model fixes (e.g. a ViT whose position embedding
-is resized only for other sizes, Memory Caching's segment layout) stay
-static; the tool says which. onnxruntime then runs the file at the export
-size and at another size (``--verify-shape``, default H + 2s x W + 4s for
-the backbone's stride s, batch N + 1, for the dynamic axes only), and the
-largest absolute difference to PyTorch is printed per output. Exits 1 if a
+and ``torch.onnx.export`` at batch N and H x W (default: the backbone's
+image size), with batch, height and width left dynamic where the model
+allows it. An axis the model fixes (Memory Caching's segment layout fixes
+the token count) is reported as static, with the condition it recorded.
+onnxruntime then runs the file at the export size and, per dynamic axis,
+at another size (``--verify-shape``, default H + 2s x W + 4s for the
+backbone's stride s; batch N + 1), and the largest absolute difference to
+PyTorch is printed per output. Exits 1 if a
 difference exceeds ``--atol`` or onnxruntime fails.
 """
 import argparse
+import os
 import os.path as osp
 import sys
 
@@ -91,23 +92,30 @@ def build(cfg, checkpoint=None):
 
 
 def export(module, x, path, opset):
-    """Export with dynamic batch, height and width where the model allows
-    them; returns the ONNX input's shape (ints: static, str: dynamic)."""
-    import onnx
+    """torch.export with dynamic batch, height and width where the model
+    allows them, then ONNX; returns the ExportedProgram."""
     auto = torch.export.Dim.AUTO
-    torch.onnx.export(
-        module, (x, ),
-        path,
-        input_names=['input'],
-        dynamo=True,
-        opset_version=opset,
-        dynamic_shapes={'x': {
+    program = torch.export.export(
+        module, (x, ), dynamic_shapes={'x': {
             0: auto,
             2: auto,
             3: auto
         }})
-    dims = onnx.load(path).graph.input[0].type.tensor_type.shape.dim
-    return [d.dim_param or d.dim_value for d in dims]
+    torch.onnx.export(
+        program, (x, ), path, input_names=['input'], dynamo=True,
+        opset_version=opset)
+    return program
+
+
+def accepts(program, shape) -> str:
+    """'' if the exported program runs on an input of ``shape``, else the
+    condition it recorded that the shape breaks."""
+    try:
+        with torch.no_grad():
+            program.module()(torch.randn(*shape))
+    except (AssertionError, RuntimeError) as e:
+        return str(e).splitlines()[0][:200]
+    return ''
 
 
 def verify(module, path, shapes, atol):
@@ -146,25 +154,21 @@ def main(argv=None):
         'work_dirs',
         osp.splitext(osp.basename(args.config))[0] + '.onnx')
     if osp.dirname(out):
-        import os
         os.makedirs(osp.dirname(out), exist_ok=True)
     x = torch.randn(args.batch, 3, h, w)
-    dims = export(module, x, out, args.opset)
-    names = ('batch', 'channels', 'height', 'width')
-    static = [n for n, d in zip(names, dims) if isinstance(d, int)
-              and n != 'channels']
-    print(f'exported {out}: input {dims}' +
-          (f' ({", ".join(static)} static: fixed by the model)'
-           if static else ''))
+    program = export(module, x, out, args.opset)
+    print(f'exported {out} at {tuple(x.shape)}')
     vh, vw = args.verify_shape or (h + 2 * stride, w + 4 * stride)
-    other = [
-        args.batch + 1 if isinstance(dims[0], str) else args.batch, 3,
-        vh if isinstance(dims[2], str) else h,
-        vw if isinstance(dims[3], str) else w
-    ]
     shapes = [list(x.shape)]
-    if other != shapes[0]:
-        shapes.append(other)
+    # each axis on its own: the model may fix one and not the other
+    for what, shape in (('batch', [args.batch + 1, 3, h, w]),
+                        ('height and width', [args.batch, 3, vh, vw])):
+        why = accepts(program, shape)
+        if why:
+            print(f'{what}: static (the model fixes it: {why})')
+        else:
+            print(f'{what}: dynamic')
+            shapes.append(shape)
     worst = verify(module, out, shapes, args.atol)
     if any(d is None or d > args.atol for d in worst.values()):
         sys.exit(1)

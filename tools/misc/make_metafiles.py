@@ -118,6 +118,36 @@ class _Tensor(torch.nn.Module):
         return self.model(x, mode='tensor')
 
 
+def task(name: str, detector: bool) -> str:
+    """The task as the toolboxes' metafiles name it (mmpretrain's
+    inference_model picks its inferencer by it)."""
+    if not detector:
+        return 'Image Classification'
+    return 'Instance Segmentation' if name.startswith('mask-rcnn') else \
+        'Object Detection'
+
+
+def reuse(family: str) -> dict:
+    """The measurements in the family's current metafile, by config path."""
+    import yaml
+    with open(osp.join(REPO, 'configs', family, 'metafile.yml')) as f:
+        meta = yaml.safe_load(f)
+    colls = {c['Name']: c for c in meta['Collections']}
+    found = {}
+    for model in meta['Models']:
+        arch = colls[model['In Collection']]['Metadata']['Architecture']
+        cfg = Config.fromfile(osp.join(REPO, model['Config']))
+        detector = cfg.default_scope == 'mmdet'
+        found[osp.join(REPO, model['Config'])] = dict(
+            params=model['Metadata']['Parameters'],
+            flops=model['Metadata']['FLOPs'],
+            size=detector_size(cfg) if detector else test_size(cfg),
+            detector=detector,
+            mc='Memory Caching' in arch,
+            data=training_data(model['Name']))
+    return found
+
+
 def collection_name(family, detector, mc, head=''):
     short = FAMILIES[family][0]
     kind = 'Memory Caching' if mc else 'Cached'
@@ -145,6 +175,10 @@ def metafile(family: str, measured: dict) -> str:
             f'      FLOPs: {m["flops"]}\n'
             f'      Parameters: {m["params"]}\n'
             f'      Training Data: {m["data"]}\n'
+            f'    Results:  # the task only: no trained weights yet\n'
+            f'      - Task: {task(name, m["detector"])}\n'
+            f'        Dataset: {m["data"]}\n'
+            f'        Metrics: {{}}\n'
             f'    Config: configs/{family}/{osp.basename(path)}\n')
     out = ['# Written by tools/misc/make_metafiles.py; no released weights '
            'yet.\nCollections:\n']
@@ -174,11 +208,16 @@ def main(argv=None):
     parser.add_argument(
         '--families', nargs='+', default=list(FAMILIES),
         choices=list(FAMILIES))
+    parser.add_argument(
+        '--reuse', action='store_true',
+        help='rewrite the metafiles with the numbers they hold (no model '
+        'is built or measured)')
     args = parser.parse_args(argv)
     for family in args.families:
-        measured = {}
+        measured = reuse(family) if args.reuse else {}
         for path in cached_configs(family):
-            measured[path] = measure(path)
+            if path not in measured:
+                measured[path] = measure(path)
             print(f'{osp.relpath(path, REPO)}: '
                   f'{measured[path]["params"] / 1e6:.2f} M params, '
                   f'{measured[path]["flops"] / 1e9:.3f} GFLOPs', flush=True)
