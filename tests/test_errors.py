@@ -34,8 +34,8 @@ PVT = dict(
 @pytest.mark.parametrize('cache_cfg,error,message', [
     (dict(type='GRCAttention', cache_ration=0.25), TypeError,
      "GRCAttention has no argument 'cache_ration'; did you mean cache_ratio"),
-    (dict(type='MemoryCachingAttention', segment_sise=4), TypeError,
-     'did you mean segment_size'),
+    (dict(type='MemoryCachingAttention',
+          segment_sise=4), TypeError, 'did you mean segment_size'),
     (dict(type='GRCAtention'), KeyError, 'did you mean GRCAttention'),
     (dict(type='MemoryCachingAtention'), KeyError,
      'did you mean MemoryCachingAttention'),
@@ -100,8 +100,7 @@ def test_checkpoint_without_cache_keys_in_one_line(tmp_path, monkeypatch,
     # the full list: at DEBUG, or with the summary when asked for
     full = [r for r in records if cache_keys[0] in r.getMessage()]
     assert len(full) == 1
-    assert full[0].levelno == (logging.WARNING
-                               if list_keys else logging.DEBUG)
+    assert full[0].levelno == (logging.WARNING if list_keys else logging.DEBUG)
     assert len(warnings) == 1 + list_keys
     for k, v in plain.items():  # the rest did load
         torch.testing.assert_close(model.state_dict()[k], v)
@@ -129,7 +128,8 @@ def test_pretrained_pvt_backbone_reports_cache_keys_in_one_line(tmp_path):
         dict(
             state_dict={
                 'backbone.' + k: v
-                for k, v in PyramidVisionTransformer(**PVT).state_dict().items()
+                for k, v in PyramidVisionTransformer(
+                    **PVT).state_dict().items()
             }), path)
     model = CachedPVT(
         **PVT,
@@ -150,7 +150,8 @@ def test_pretrained_pvt_backbone_reports_cache_keys_in_one_line(tmp_path):
 
 
 def test_missing_backbone_checkpoint_names_the_key():
-    config = osp.join(REPO, 'configs/pvt/mask-rcnn_cached-pvt-t_fpn_1x_coco.py')
+    config = osp.join(REPO,
+                      'configs/pvt/mask-rcnn_cached-pvt-t_fpn_1x_coco.py')
     cfg = Config.fromfile(config)
     with pytest.raises(CLIError) as e:
         check_backbone_checkpoint(cfg, config)
@@ -170,8 +171,7 @@ def test_missing_backbone_checkpoint_names_the_key():
 def test_train_tool_stops_on_missing_backbone_checkpoint(tmp_path):
     r = subprocess.run([
         sys.executable, 'tools/train.py',
-        'configs/pvtv2/mask-rcnn_cached-pvtv2-b2_fpn_1x_coco.py',
-        '--work-dir',
+        'configs/pvtv2/mask-rcnn_cached-pvtv2-b2_fpn_1x_coco.py', '--work-dir',
         str(tmp_path / 'work')
     ],
                        cwd=REPO,
@@ -185,18 +185,21 @@ def test_train_tool_stops_on_missing_backbone_checkpoint(tmp_path):
     assert not (tmp_path / 'work').exists()
 
 
-@pytest.mark.parametrize('log,expected', [
-    # pip -v indents the build's output; ninja -v numbers each command
-    ('  running build_ext\n  [1/212] c++ -MMD -c a.cpp -o a.o\n'
-     '  [2/212] c++ -MMD -c b.cpp -o b.o\n', '2 of 212 files compiled'),
-    ('[7/9] c++ -c x.cpp\n', '7 of 9 files compiled'),
-    # without ninja: one compiler call per file
-    ('running build_ext\n  gcc -pthread -fPIC -I/x -c ./mmcv/a.cpp -o a.o\n'
-     '  g++ -pthread -c ./mmcv/b.cpp -o b.o\n', '2 files compiled'),
-    ('Processing ./mmcv-2.1.0\n  Running command python setup.py\n',
-     'starting'),
-    ('', 'starting'),
-])
+@pytest.mark.parametrize(
+    'log,expected',
+    [
+        # pip -v indents the build's output; ninja -v numbers each command
+        ('  running build_ext\n  [1/212] c++ -MMD -c a.cpp -o a.o\n'
+         '  [2/212] c++ -MMD -c b.cpp -o b.o\n', '2 of 212 files compiled'),
+        ('[7/9] c++ -c x.cpp\n', '7 of 9 files compiled'),
+        # without ninja: one compiler call per file
+        ('running build_ext\n'
+         '  gcc -pthread -fPIC -I/x -c ./mmcv/a.cpp -o a.o\n'
+         '  g++ -pthread -c ./mmcv/b.cpp -o b.o\n', '2 files compiled'),
+        ('Processing ./mmcv-2.1.0\n  Running command python setup.py\n',
+         'starting'),
+        ('', 'starting'),
+    ])
 def test_mmcv_build_progress(tmp_path, log, expected):
     path = tmp_path / 'build.log'
     path.write_text(log)

@@ -65,8 +65,8 @@ def test_parameters_are_the_models():
     cfg = Config.fromfile(osp.join(REPO, model['Config']))
     with DefaultScope.overwrite_default_scope(cfg.default_scope):
         built = MODELS.build(cfg.model)
-    assert model['Metadata']['Parameters'] == sum(
-        p.numel() for p in built.parameters())
+    assert model['Metadata']['Parameters'] == sum(p.numel()
+                                                  for p in built.parameters())
 
 
 def test_mmpretrain_lists_and_builds_our_classifiers():
@@ -80,9 +80,9 @@ def test_mmpretrain_lists_and_builds_our_classifiers():
         for c in glob.glob(osp.join(REPO, 'configs', family, '*.py'))
     }
     # every cached / MC classifier config
-    assert ours == {
-        c for c in configs if c.startswith(('cached-', 'mc-'))
-    } and len(ours) == 20
+    assert ours == {c
+                    for c in configs
+                    if c.startswith(('cached-', 'mc-'))} and len(ours) == 20
     assert ours == set(names)
     assert 'cached-deit-tiny_4xb256_in1k' in names
     assert 'mc-deit-small_4xb256_in1k' in names
@@ -99,8 +99,8 @@ def test_get_model_and_inference_model():
     torch.manual_seed(0)
     model = mmpretrain.get_model('cached-vit-mini-p8_1xb64-40e_digits')
     assert type(model.backbone).__name__ == 'CachedViT'
-    image = (np.random.default_rng(0).random((32, 32, 3)) * 255).astype(
-        np.uint8)
+    image = (np.random.default_rng(0).random(
+        (32, 32, 3)) * 255).astype(np.uint8)
     result = mmpretrain.inference_model(model, image)
     assert 0 <= result['pred_label'] < 10
     assert len(result['pred_scores']) == 10
@@ -129,6 +129,7 @@ def test_mim_search_lists_our_models(monkeypatch):
 
 def test_registration_is_idempotent():
     from mmpretrain.apis import ModelHub
+
     from mmcached.utils import model_zoo
     before = dict(ModelHub._models_dict)
     model_zoo.register()

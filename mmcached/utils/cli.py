@@ -147,8 +147,8 @@ def toolbox_script(task: str, name: str) -> str:
     path = osp.join(root, name)
     if not osp.isfile(path) and osp.isdir(root):
         raise CLIError(f'{task} has no tool {name!r}' +
-                       (tool_hint(name, shipped_tools(root)) or
-                        '; see python tools/toolbox.py --list'))
+                       (tool_hint(name, shipped_tools(root))
+                        or '; see python tools/toolbox.py --list'))
     if not osp.isfile(path):
         raise CLIError(
             f'{task} has no tool {name!r} (looked for {path}); the tools it '
@@ -177,8 +177,8 @@ def tool_hint(name: str, tools: Sequence[str]) -> str:
     if same_file:
         return f'; did you mean {" or ".join(same_file)}?'
     hint = did_you_mean(name, tools)
-    return hint or did_you_mean(osp.basename(name),
-                                [osp.basename(t) for t in tools])
+    return hint or did_you_mean(
+        osp.basename(name), [osp.basename(t) for t in tools])
 
 
 def config_arg(argv: Sequence[str]) -> Optional[str]:

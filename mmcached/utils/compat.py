@@ -283,8 +283,9 @@ def resize_pos_embed_when_exporting(resize):
             return resize(pos_embed, src_shape, dst_shape, mode,
                           num_extra_tokens)
         extra = pos_embed[:, :num_extra_tokens]
-        grid = pos_embed[:, num_extra_tokens:].reshape(
-            1, src_shape[0], src_shape[1], -1).permute(0, 3, 1, 2)
+        grid = pos_embed[:, num_extra_tokens:].reshape(1, src_shape[0],
+                                                       src_shape[1],
+                                                       -1).permute(0, 3, 1, 2)
         grid = torch.nn.functional.interpolate(
             grid.float(), size=dst_shape, mode=mode, align_corners=False)
         grid = grid.flatten(2).transpose(1, 2).to(pos_embed.dtype)
@@ -318,6 +319,7 @@ def apply() -> None:
 
     import mmengine.optim as optim
     import mmengine.runner.runner as runner_module
+
     # every wrapper type runs it (the CPU AMP path below too)
     optim.OptimWrapper.__init__ = with_plain_param_groups(
         optim.OptimWrapper.__init__)

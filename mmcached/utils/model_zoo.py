@@ -34,8 +34,8 @@ def classifier_models(model_index: str = MODEL_INDEX) -> List:
     for model in index.models:
         if arch.get(model.in_collection, set()) & set(DETECTORS):
             continue
-        model.config = ModelHub._expand_config_path(
-            model, osp.dirname(model_index))
+        model.config = ModelHub._expand_config_path(model,
+                                                    osp.dirname(model_index))
         models.append(model)
     return models
 

@@ -83,8 +83,10 @@ def quiet_cache_keys(load_state_dict):
                 continue
             full = os.environ.get(LIST_ENV, '') not in ('', '0')
             print_log(line, logger=logger, level=logging.WARNING)
-            print_log(msg, logger=logger,
-                      level=logging.WARNING if full else logging.DEBUG)
+            print_log(
+                msg,
+                logger=logger,
+                level=logging.WARNING if full else logging.DEBUG)
 
     wrapper._mmcached_quiet = True
     return wrapper

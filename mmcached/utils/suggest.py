@@ -8,7 +8,9 @@ from typing import Iterable, List
 CUTOFF = 0.75
 
 
-def close_matches(word: str, candidates: Iterable[str], n: int = 3,
+def close_matches(word: str,
+                  candidates: Iterable[str],
+                  n: int = 3,
                   cutoff: float = CUTOFF) -> List[str]:
     """Up to ``n`` candidates close to ``word``, best first; case is
     ignored when comparing."""

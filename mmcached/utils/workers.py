@@ -37,7 +37,8 @@ class DieWithParent:
     worker die with the process that built the loader. Picklable, for
     loaders whose workers are spawned."""
 
-    def __init__(self, inner: Optional[Callable] = None,
+    def __init__(self,
+                 inner: Optional[Callable] = None,
                  parent_pid: Optional[int] = None):
         self.inner = inner
         self.parent_pid = os.getpid() if parent_pid is None else parent_pid
@@ -51,6 +52,6 @@ class DieWithParent:
 def attach(loader) -> None:
     """Make the workers of a ``DataLoader`` die with this process (kept as
     is where it has no workers or is attached already)."""
-    if getattr(loader, 'num_workers', 0) and not isinstance(
-            loader.worker_init_fn, DieWithParent):
+    if getattr(loader, 'num_workers',
+               0) and not isinstance(loader.worker_init_fn, DieWithParent):
         loader.worker_init_fn = DieWithParent(loader.worker_init_fn)

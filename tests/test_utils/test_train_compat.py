@@ -87,14 +87,15 @@ def _config(tmp_path, body):
 
 
 def _train(config, work, *args):
-    r = subprocess.run(
-        [sys.executable, 'tools/train.py', config, '--work-dir',
-         str(work), *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        env=dict(os.environ, PYTHONWARNINGS='ignore'))
+    r = subprocess.run([
+        sys.executable, 'tools/train.py', config, '--work-dir',
+        str(work), *args
+    ],
+                       cwd=REPO,
+                       capture_output=True,
+                       text=True,
+                       timeout=900,
+                       env=dict(os.environ, PYTHONWARNINGS='ignore'))
     assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
     return r.stdout + r.stderr
 
@@ -169,8 +170,8 @@ def test_amp_optim_wrapper_on_cpu():
     caches = [b for n, b in model.named_buffers() if n.endswith('memory')]
     assert caches and all(c.dtype == torch.float32 for c in caches)
     assert all(c.abs().sum() > 0 for c in caches)
-    assert any(not torch.equal(a, p) for a, p in zip(before,
-                                                     model.parameters()))
+    assert any(not torch.equal(a, p)
+               for a, p in zip(before, model.parameters()))
 
     mc = MemoryCachingAttention(
         embed_dims=16, num_heads=2, segment_size=4, causal=True)

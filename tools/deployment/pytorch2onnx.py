@@ -22,8 +22,8 @@ import os
 import os.path as osp
 import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(
-    osp.abspath(__file__)))))
+sys.path.insert(0,
+                osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -38,17 +38,27 @@ def parse_args(argv=None):
     parser.add_argument('config', help='config file (mmpretrain or mmdet)')
     parser.add_argument('--checkpoint', help='weights to load')
     parser.add_argument(
-        '--shape', type=int, nargs=2, metavar=('H', 'W'),
+        '--shape',
+        type=int,
+        nargs=2,
+        metavar=('H', 'W'),
         help='export size (default: the backbone image size, else 224)')
-    parser.add_argument('--batch', type=int, default=2,
-                        help='export batch size (default: 2)')
     parser.add_argument(
-        '--verify-shape', type=int, nargs=2, metavar=('H', 'W'),
+        '--batch', type=int, default=2, help='export batch size (default: 2)')
+    parser.add_argument(
+        '--verify-shape',
+        type=int,
+        nargs=2,
+        metavar=('H', 'W'),
         help='second size checked with onnxruntime')
-    parser.add_argument('--out', help='ONNX file (default: work_dirs/'
-                        '<config name>.onnx)')
-    parser.add_argument('--atol', type=float, default=1e-4,
-                        help='largest difference accepted (default 1e-4)')
+    parser.add_argument(
+        '--out', help='ONNX file (default: work_dirs/'
+        '<config name>.onnx)')
+    parser.add_argument(
+        '--atol',
+        type=float,
+        default=1e-4,
+        help='largest difference accepted (default 1e-4)')
     parser.add_argument('--opset', type=int, default=18)
     args = parser.parse_args(argv)
     if args.batch < 1:
@@ -87,8 +97,8 @@ def build(cfg, checkpoint=None):
     model.eval()
     size = backbone.get('img_size', backbone.get('pretrain_img_size', 224))
     stride = backbone.get('patch_size', 32)
-    return (Exported(model, cfg.default_scope == 'mmpretrain').eval(),
-            stride, size)
+    return (Exported(model,
+                     cfg.default_scope == 'mmpretrain').eval(), stride, size)
 
 
 def export(module, x, path, opset):
@@ -102,7 +112,10 @@ def export(module, x, path, opset):
             3: auto
         }})
     torch.onnx.export(
-        program, (x, ), path, input_names=['input'], dynamo=True,
+        program, (x, ),
+        path,
+        input_names=['input'],
+        dynamo=True,
         opset_version=opset)
     return program
 

@@ -17,8 +17,8 @@ import glob
 import os.path as osp
 import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(
-    osp.abspath(__file__)))))
+sys.path.insert(0,
+                osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
 import torch  # noqa: E402
 from mmengine.config import Config  # noqa: E402
@@ -49,16 +49,15 @@ def cached_configs(family: str):
     """The family's cached and MC configs (not ablations, not twins)."""
     paths = sorted(glob.glob(osp.join(REPO, 'configs', family, '*.py')))
     return [
-        p for p in paths
-        if any(t in osp.basename(p) for t in ('cached-', 'mc-'))
+        p for p in paths if any(
+            t in osp.basename(p) for t in ('cached-', 'mc-'))
     ]
 
 
 def test_size(cfg) -> tuple:
     """(h, w) of the classifier's test input: its backbone's img_size."""
-    size = cfg.model.backbone.get('img_size',
-                                  cfg.model.backbone.get(
-                                      'pretrain_img_size', 224))
+    size = cfg.model.backbone.get(
+        'img_size', cfg.model.backbone.get('pretrain_img_size', 224))
     return (size, size) if isinstance(size, int) else tuple(size)
 
 
@@ -76,8 +75,10 @@ def measure(path: str) -> dict:
         net = _Tensor(model)
     with torch.no_grad():
         flops = get_model_complexity_info(
-            net, inputs=(torch.randn(1, 3, h, w), ),
-            show_table=False, show_arch=False)['flops']
+            net,
+            inputs=(torch.randn(1, 3, h, w), ),
+            show_table=False,
+            show_arch=False)['flops']
     return dict(
         params=params,
         flops=int(flops),
@@ -90,8 +91,8 @@ def measure(path: str) -> dict:
 def training_data(name: str) -> str:
     for key, data in (('in1k', 'ImageNet-1k'), ('coco', 'COCO'),
                       ('digits-canvas', 'Digit canvases (embedded)'),
-                      ('digits', 'Digits (embedded)'),
-                      ('shapes', 'Shapes (embedded)')):
+                      ('digits', 'Digits (embedded)'), ('shapes',
+                                                        'Shapes (embedded)')):
         if key in name:
             return data
     raise ValueError(f'no training data known for {name}')
@@ -100,8 +101,8 @@ def training_data(name: str) -> str:
 def detector_size(cfg) -> tuple:
     """(h, w) of the detector's test Resize (its keep-ratio box), else
     1333x800."""
-    for t in cfg.get('test_dataloader', {}).get('dataset', {}).get(
-            'pipeline', []):
+    for t in cfg.get('test_dataloader', {}).get('dataset',
+                                                {}).get('pipeline', []):
         if t.get('type') == 'Resize' and t.get('scale'):
             w, h = t['scale']
             return (h, w)
@@ -180,23 +181,23 @@ def metafile(family: str, measured: dict) -> str:
             f'        Dataset: {m["data"]}\n'
             f'        Metrics: {{}}\n'
             f'    Config: configs/{family}/{osp.basename(path)}\n')
-    out = ['# Written by tools/misc/make_metafiles.py; no released weights '
-           'yet.\nCollections:\n']
+    out = [
+        '# Written by tools/misc/make_metafiles.py; no released weights '
+        'yet.\nCollections:\n'
+    ]
     for coll, m in collections.items():
         paper = MC_PAPER if m['mc'] else GRC_PAPER
         layer = 'Memory Caching' if m['mc'] else 'GRC Attention'
         arch = [layer, FAMILIES[family][1]]
         if m['detector']:
             arch.append('RetinaNet' if 'RetinaNet' in coll else 'Mask R-CNN')
-        out.append(
-            f'  - Name: {coll}\n'
-            f'    Metadata:\n'
-            f'      Architecture:\n' + ''.join(f'        - {a}\n'
-                                             for a in arch) +
-            f'    Paper:\n'
-            f'      Title: \'{paper["Title"]}\'\n'
-            f'      URL: {paper["URL"]}\n'
-            f'    README: configs/README.md\n')
+        out.append(f'  - Name: {coll}\n'
+                   f'    Metadata:\n'
+                   f'      Architecture:\n' +
+                   ''.join(f'        - {a}\n' for a in arch) + f'    Paper:\n'
+                   f'      Title: \'{paper["Title"]}\'\n'
+                   f'      URL: {paper["URL"]}\n'
+                   f'    README: configs/README.md\n')
     out.append('\nModels:\n')
     out += models
     return ''.join(out)
@@ -206,10 +207,13 @@ def main(argv=None):
     parser = argparse.ArgumentParser(
         description='Write configs/<family>/metafile.yml')
     parser.add_argument(
-        '--families', nargs='+', default=list(FAMILIES),
+        '--families',
+        nargs='+',
+        default=list(FAMILIES),
         choices=list(FAMILIES))
     parser.add_argument(
-        '--reuse', action='store_true',
+        '--reuse',
+        action='store_true',
         help='rewrite the metafiles with the numbers they hold (no model '
         'is built or measured)')
     args = parser.parse_args(argv)
@@ -218,9 +222,11 @@ def main(argv=None):
         for path in cached_configs(family):
             if path not in measured:
                 measured[path] = measure(path)
-            print(f'{osp.relpath(path, REPO)}: '
-                  f'{measured[path]["params"] / 1e6:.2f} M params, '
-                  f'{measured[path]["flops"] / 1e9:.3f} GFLOPs', flush=True)
+            print(
+                f'{osp.relpath(path, REPO)}: '
+                f'{measured[path]["params"] / 1e6:.2f} M params, '
+                f'{measured[path]["flops"] / 1e9:.3f} GFLOPs',
+                flush=True)
         out = osp.join(REPO, 'configs', family, 'metafile.yml')
         with open(out, 'w') as f:
             f.write(metafile(family, measured))

@@ -100,9 +100,9 @@ def build_cache_layer(cache_cfg: dict, site: dict) -> BaseCacheLayer:
         if cls is None:
             hint = did_you_mean(cfg['type'], cache_layer_types())
             raise KeyError(
-                f'cache_cfg type {cfg["type"]!r} is not a registered module'
-                + (hint or '; register it with mmcached.registry.MODELS and '
-                   'import it (custom_imports)'))
+                f'cache_cfg type {cfg["type"]!r} is not a registered module' +
+                (hint or '; register it with mmcached.registry.MODELS and '
+                 'import it (custom_imports)'))
     if not (inspect.isclass(cls) and issubclass(cls, BaseCacheLayer)):
         raise TypeError(f'cache_cfg type {cfg["type"]!r} is not a cache '
                         'layer (a subclass of BaseCacheLayer)')
@@ -114,7 +114,8 @@ def build_cache_layer(cache_cfg: dict, site: dict) -> BaseCacheLayer:
     if unknown and not takes_all:  # before the build: its error has no hint
         raise TypeError(
             f'cache_cfg: {cls.__name__} has no argument {unknown[0]!r}' +
-            did_you_mean(unknown[0], set(params) - {'self', *SITE_ARGS}))
+            did_you_mean(unknown[0],
+                         set(params) - {'self', *SITE_ARGS}))
     cfg.update((k, v) for k, v in site.items() if takes_all or k in params)
     cfg['type'] = cls
     try:

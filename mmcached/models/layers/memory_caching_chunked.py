@@ -233,8 +233,8 @@ def _layout(L, opts, state, device):
     # made on the CPU (on a GPU it would sync), from a Python list: a
     # constant that torch.compile traces (repeat_interleave's shape depends
     # on data, a graph break)
-    seg_tok = torch.tensor([s for s, n in enumerate(seg_lens)
-                            for _ in range(n)]) + Np
+    seg_tok = torch.tensor(
+        [s for s, n in enumerate(seg_lens) for _ in range(n)]) + Np
     Nc = Np + S - 1  # the piece's last segment is never read as cached
     valid = _to(torch.arange(Nc)[None] < seg_tok[:, None], device)
     seg_tok = _to(seg_tok, device)

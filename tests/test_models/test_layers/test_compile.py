@@ -32,19 +32,18 @@ def breaks_in_mmcached(model, x):
     torch._dynamo.reset()
     explained = torch._dynamo.explain(model)(x)
     assert explained.graph_count >= 1
-    return [
-        (b.reason, b.user_stack[-1]) for b in explained.break_reasons
-        if b.user_stack and b.user_stack[-1].filename.startswith(OURS)
-    ]
+    return [(b.reason, b.user_stack[-1]) for b in explained.break_reasons
+            if b.user_stack and b.user_stack[-1].filename.startswith(OURS)]
 
 
 @pytest.mark.parametrize('training', [True, False])
-@pytest.mark.parametrize('build,shape', [
-    (lambda: CachedViT(**VIT), (2, 3, 32, 32)),
-    (lambda: CachedViT(**VIT, cache_cfg=MC), (2, 3, 32, 32)),
-    (lambda: CachedPVT(**PVT), (2, 3, 64, 64)),
-],
-                         ids=['vit-grc', 'vit-mc', 'pvt-grc'])
+@pytest.mark.parametrize(
+    'build,shape', [
+        (lambda: CachedViT(**VIT), (2, 3, 32, 32)),
+        (lambda: CachedViT(**VIT, cache_cfg=MC), (2, 3, 32, 32)),
+        (lambda: CachedPVT(**PVT), (2, 3, 64, 64)),
+    ],
+    ids=['vit-grc', 'vit-mc', 'pvt-grc'])
 def test_no_graph_break_in_cache_layers(build, shape, training):
     torch.manual_seed(0)
     model = build().train(training)
@@ -77,8 +76,9 @@ def test_compiled_checkpointing_updates_caches_once():
     cp.train()
     torch._dynamo.reset()
     x = torch.randn(2, 3, 64, 64, requires_grad=True)
-    for model, run in ((plain, plain), (cp, torch.compile(
-            cp, backend='aot_eager'))):
+    for model, run in ((plain, plain), (cp,
+                                        torch.compile(cp,
+                                                      backend='aot_eager'))):
         for _ in range(2):
             model.zero_grad()
             sum(o.square().mean() for o in run(x)).backward()
