@@ -110,7 +110,7 @@ def build_cache_layer(cache_cfg: dict, site: dict) -> BaseCacheLayer:
     takes_all = any(p.kind is p.VAR_KEYWORD for p in params.values())
     if cls.replaces_host:
         site = dict(site, host_projections=True)
-    unknown = [k for k in cfg if k != 'type' and k not in params]
+    unknown = [k for k in cfg if k not in ('type', '_scope_', *params)]
     if unknown and not takes_all:  # before the build: its error has no hint
         raise TypeError(
             f'cache_cfg: {cls.__name__} has no argument {unknown[0]!r}' +
