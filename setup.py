@@ -41,7 +41,8 @@ if __name__ == '__main__':
         package_data={
             'mmcached': [
                 '.mim/model-index.yml', '.mim/configs/**/*.py',
-                '.mim/tools/*.py', '.mim/tools/**/*.py', '.mim/tools/*.sh'
+                '.mim/configs/**/metafile.yml', '.mim/tools/*.py',
+                '.mim/tools/**/*.py', '.mim/tools/*.sh'
             ]
         },
         include_package_data=True,

@@ -7,8 +7,10 @@ import json
 import os
 import os.path as osp
 import re
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -58,8 +60,14 @@ def _launch(config, work, *args, nproc=1, kill_at=None, tool='train'):
         cmd += ['--work-dir', str(work)]
     log = f'{work}.{tool}.log'
     with open(log, 'a') as f:
+        # a session of its own: every process of the run is found by it
         proc = subprocess.Popen(
-            cmd, cwd=REPO, env=env, stdout=f, stderr=subprocess.STDOUT)
+            cmd,
+            cwd=REPO,
+            env=env,
+            stdout=f,
+            stderr=subprocess.STDOUT,
+            start_new_session=True)
     proc.log = log
     return proc
 
@@ -71,6 +79,33 @@ def _wait(proc, ok=True):
     if ok:
         assert rc == 0, log[-4000:]
     return log
+
+
+def _session(pid):
+    """The session of a live process (not a zombie), else None."""
+    try:
+        with open(f'/proc/{pid}/stat') as f:
+            fields = f.read().rsplit(')', 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return None if fields[0] in 'ZX' else int(fields[3])
+
+
+def assert_nothing_survives(proc, timeout=20):
+    """No process of the run ``proc`` started (its session: the launcher,
+    ranks, dataloader workers) is alive once ``proc`` has ended."""
+    deadline = time.time() + timeout
+    while True:
+        left = [
+            int(p) for p in os.listdir('/proc')
+            if p.isdigit() and _session(p) == proc.pid
+        ]
+        if not left or time.time() > deadline:
+            break
+        time.sleep(0.2)
+    for pid in left:  # do not leave them to the next test
+        os.kill(pid, signal.SIGKILL)
+    assert left == [], f'processes of the killed run survive: {left}'
 
 
 def _flat(x, prefix=''):
@@ -165,6 +200,7 @@ def test_resume_mid_epoch_is_exact(case, tmp_path):
     run_b = _launch(cfg, b, kill_at=kill_at)
     _wait(run_a)
     assert run_b.wait(timeout=900) == -9  # SIGKILL
+    assert_nothing_survives(run_b)
     log = _wait(_launch(cfg, b, '--resume'))
     assert f'resumed epoch: 1, iter: {resumed_at}' in log
     assert f'({batches} batches)' in log
@@ -205,7 +241,9 @@ def test_dist_train_and_test_two_ranks(tmp_path):
     line = [ln for ln in _wait(test).splitlines() if 'Epoch(test)' in ln][-1]
     assert float(re.search(r'accuracy/top1: ([\d.]+)', line)[1]) >= 0
 
-    assert _launch(cfg, b, nproc=2, kill_at=5).wait(timeout=900) != 0
+    killed = _launch(cfg, b, nproc=2, kill_at=5)
+    assert killed.wait(timeout=900) != 0
+    assert_nothing_survives(killed)
     log = _wait(_launch(cfg, b, '--resume', nproc=2))
     assert 'resumed epoch: 2, iter: 4' in log
     assert_resumed_exactly(str(a), str(b), [0, 1], resumed_at=4, total=6)

@@ -87,3 +87,24 @@ slurm_exec() {
     --cpus-per-task="$cpus" --kill-on-bad-exit=1 ${SRUN_ARGS:-} \
     "$py" -u "$@"
 }
+
+# mmcv_build_progress LOG: how far the mmcv build that writes LOG has got:
+# "k of N files compiled" from ninja's [k/N] counters (pip -v indents the
+# build's output, so they need not start the line), "k files compiled"
+# from the compiler calls of a build without ninja, else "starting".
+mmcv_build_progress() {
+  local last count
+  last=$(grep -oE '^[[:space:]]*\[[0-9]+/[0-9]+\]' "$1" 2>/dev/null \
+    | tail -n1 | tr -d '[:space:][]' || true)
+  if [ -n "$last" ]; then
+    echo "${last%/*} of ${last#*/} files compiled"
+    return
+  fi
+  count=$(grep -cE '(^|[[:space:]/])(gcc|g\+\+|c\+\+|cc|clang\+\+|nvcc) .* -c ' \
+    "$1" 2>/dev/null || true)
+  if [ "${count:-0}" -gt 0 ]; then
+    echo "$count files compiled"
+  else
+    echo "starting"
+  fi
+}

@@ -13,6 +13,8 @@
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=common.sh
+source "$REPO/tools/common.sh"
 VENV=${MMCACHED_VENV:-$REPO/.venv}
 PYTHON=${PYTHON:-python3.11}
 WHEELHOUSE=${MMCACHED_WHEELHOUSE:-${XDG_CACHE_HOME:-$HOME/.cache}/mmcached/wheelhouse}
@@ -89,8 +91,7 @@ print(f'py{sys.version_info[0]}{sys.version_info[1]}-torch{torch.__version__}-{f
     BUILD_PID=$!
     while kill -0 "$BUILD_PID" 2>/dev/null; do
       sleep 30
-      last=$(grep -oE '^\[[0-9]+/[0-9]+\]' "$BUILD/build.log" | tail -n1 || true)
-      echo "  mmcv build: $(( $(date +%s) - START ))s elapsed, compiled ${last:-[starting]}"
+      echo "  mmcv build: $(( $(date +%s) - START ))s elapsed, $(mmcv_build_progress "$BUILD/build.log")"
     done
     wait "$BUILD_PID" || true
     WHEEL=$(ls "$WH_DIR"/mmcv-"$MMCV_VERSION"-*.whl 2>/dev/null | head -n1 || true)
@@ -111,6 +112,9 @@ print(f'py{sys.version_info[0]}{sys.version_info[1]}-torch{torch.__version__}-{f
   # mmcv's own requirements (mmengine, opencv, ...) come with the pinned stack.
   "${PIP[@]}" -r "$REPO/requirements/mminstall.txt" -r "$REPO/requirements/runtime.txt" \
       -r "$REPO/requirements/tests.txt" -r "$REPO/requirements/lint.txt"
+  # mim (`mim search mmcached`) without opendatalab, which would downgrade
+  # setuptools, requests and tqdm; its other needs are in tests.txt
+  "${PIP[@]}" --no-deps openmim
 
   step "mmcached (editable)"
   "${PIP[@]}" --no-deps --no-build-isolation -e "$REPO"

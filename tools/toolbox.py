@@ -24,20 +24,14 @@ import sys
 
 import mmcached  # noqa: F401 - compat fixes and registrations
 from mmcached.utils.cli import (TASKS, CLIError, config_arg, load_config,
-                                main_guard, run_toolbox, task_of,
-                                toolbox_script)
+                                main_guard, run_toolbox, shipped_tools,
+                                task_of, tool_hint, toolbox_script)
 
 
 def tools_of(task: str):
     """The Python tools a toolbox ships, as paths under its tools/."""
-    root = osp.join(osp.dirname(__import__(task).__file__), '.mim', 'tools')
-    found = []
-    for folder, _, files in os.walk(root):
-        found += [
-            osp.relpath(osp.join(folder, f), root) for f in files
-            if f.endswith('.py') and '__pycache__' not in folder
-        ]
-    return sorted(found)
+    return shipped_tools(
+        osp.join(osp.dirname(__import__(task).__file__), '.mim', 'tools'))
 
 
 def pick_toolbox(tool: str, args) -> tuple:
@@ -54,8 +48,9 @@ def pick_toolbox(tool: str, args) -> tuple:
     if len(having) == 1:
         return having[0], tool
     if not having:
-        raise CLIError(f'no toolbox ships {tool!r}; see '
-                       'python tools/toolbox.py --list')
+        hint = tool_hint(tool, sorted({t for k in TASKS for t in tools_of(k)}))
+        raise CLIError(f'no toolbox ships {tool!r}' +
+                       (hint or '; see python tools/toolbox.py --list'))
     raise CLIError(f'{" and ".join(having)} both ship {tool!r} and no config '
                    f'among the arguments says which: write {having[0]}::'
                    f'{tool} or {having[1]}::{tool}')

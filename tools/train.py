@@ -13,7 +13,8 @@ toolbox's options.
 import sys
 
 import mmcached  # noqa: F401 - compat fixes and registrations
-from mmcached.utils.cli import (CLIError, apply_data_root, check_resume,
+from mmcached.utils.cli import (CLIError, apply_data_root,
+                                check_backbone_checkpoint, check_resume,
                                 main_guard, parse_toolbox_command, run_toolbox)
 
 
@@ -31,6 +32,7 @@ def main(argv=None):
         raise CLIError('--auto-scale-lr needs auto_scale_lr = dict('
                        'base_batch_size=...) in the config')
     check_resume(cfg, args)
+    check_backbone_checkpoint(cfg, args.config)
     apply_data_root(args.cfg_options)
     run_toolbox(script, argv)
 

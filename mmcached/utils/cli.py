@@ -26,6 +26,7 @@ from typing import Dict, Iterable, List, Optional, Sequence
 from mmengine.config import Config
 
 from .checkpoint import CheckpointError, check_checkpoint_file
+from .suggest import did_you_mean
 
 TASKS = ('mmdet', 'mmpretrain')
 # Read by mmcached's dataset configs (configs/_base_/datasets/*.py) through
@@ -34,6 +35,8 @@ TASKS = ('mmdet', 'mmpretrain')
 DATA_ROOT_ENV = 'MMCACHED_DATA_ROOT'
 # Close enough to an existing key to be a typo of it (difflib ratio).
 TYPO_CUTOFF = 0.8
+# the repository of an editable install (configs/, tools/)
+REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 
 class CLIError(Exception):
@@ -140,7 +143,12 @@ def check_cfg_options(cfg: Config, keys: Iterable, known_top=()) -> None:
 def toolbox_script(task: str, name: str) -> str:
     """Path of a toolbox's own tool script, e.g. mmdet's tools/train.py."""
     module = __import__(task)
-    path = osp.join(osp.dirname(module.__file__), '.mim', 'tools', name)
+    root = osp.join(osp.dirname(module.__file__), '.mim', 'tools')
+    path = osp.join(root, name)
+    if not osp.isfile(path) and osp.isdir(root):
+        raise CLIError(f'{task} has no tool {name!r}' +
+                       (tool_hint(name, shipped_tools(root))
+                        or '; see python tools/toolbox.py --list'))
     if not osp.isfile(path):
         raise CLIError(
             f'{task} has no tool {name!r} (looked for {path}); the tools it '
@@ -148,6 +156,29 @@ def toolbox_script(task: str, name: str) -> str:
             'wheel (pip install, as tools/setup_env.sh does), not from a '
             'source checkout without .mim')
     return path
+
+
+def shipped_tools(root: str) -> List[str]:
+    """The Python tools under a toolbox's ``tools/`` folder ``root``, as
+    paths relative to it."""
+    found = []
+    for folder, _, files in os.walk(root):
+        found += [
+            osp.relpath(osp.join(folder, f), root) for f in files
+            if f.endswith('.py') and '__pycache__' not in folder
+        ]
+    return sorted(found)
+
+
+def tool_hint(name: str, tools: Sequence[str]) -> str:
+    """'; did you mean ...?' for a tool path: the tools of the same file
+    name in another folder first, then near misses of the whole path."""
+    same_file = [t for t in tools if osp.basename(t) == osp.basename(name)]
+    if same_file:
+        return f'; did you mean {" or ".join(same_file)}?'
+    hint = did_you_mean(name, tools)
+    return hint or did_you_mean(
+        osp.basename(name), [osp.basename(t) for t in tools])
 
 
 def config_arg(argv: Sequence[str]) -> Optional[str]:
@@ -243,6 +274,38 @@ def check_resume(cfg: Config, args) -> None:
         check_checkpoint_file(cfg.load_from, verify=False)
 
 
+def check_backbone_checkpoint(cfg: Config, config: str) -> None:
+    """A ``Pretrained`` backbone checkpoint that is a missing local file is
+    an error naming the key, the config variable that holds it and how to
+    give another, before the Runner is built."""
+    init_cfg = cfg.get('model', {}).get('backbone', {}).get('init_cfg')
+    if not isinstance(init_cfg, dict) or \
+            init_cfg.get('type') != 'Pretrained':
+        return
+    path = init_cfg.get('checkpoint')
+    if not isinstance(path, str) or '://' in path or osp.exists(path):
+        return
+    held_by = [
+        k for k, v in cfg._cfg_dict.items() if k != 'model' and v == path
+    ]
+    where = f' (the config variable {held_by[0]!r} in {config})' \
+        if held_by else f' (in {config})'
+    parts = path.replace('\\', '/').split('/')
+    trainer = ''
+    if len(parts) >= 3 and parts[-3] == 'work_dirs':
+        found = [
+            osp.relpath(osp.join(folder, f))
+            for folder, _, files in os.walk(osp.join(REPO_ROOT, 'configs'))
+            for f in files if f == parts[-2] + '.py'
+        ]
+        if found:
+            trainer = f'; it is what `python tools/train.py {found[0]}` saves'
+    raise CLIError(
+        f'model.backbone.init_cfg.checkpoint {path!r}{where} does not exist'
+        f'{trainer}; train that backbone first, or give its checkpoint: '
+        '--cfg-options model.backbone.init_cfg.checkpoint=PATH')
+
+
 def main_guard(main):
     """Print a CLIError or CheckpointError as a one-line message and exit 2
     (like argparse) instead of a traceback."""
@@ -257,5 +320,6 @@ __all__ = [
     'CLIError', 'load_config', 'task_of', 'runner_keys', 'check_cfg_options',
     'toolbox_script', 'config_arg', 'toolbox_args', 'parse_toolbox_command',
     'run_toolbox', 'apply_data_root', 'work_dir_of', 'check_resume',
-    'main_guard', 'DATA_ROOT_ENV'
+    'main_guard', 'DATA_ROOT_ENV', 'shipped_tools', 'tool_hint',
+    'check_backbone_checkpoint'
 ]

@@ -50,6 +50,29 @@ Applied once when ``mmcached`` is imported (each fix is idempotent):
 - **FLOPs of SDPA.** mmengine's FLOP analyzer has no handle for
   ``aten::scaled_dot_product_attention`` and counts it as free; we add one
   to its default table (:mod:`.flops`), its extension point.
+- **``torch.compile`` with ``paramwise_cfg``.** mmengine's optimizer
+  constructors leave param groups as ``ConfigDict`` (they pass through the
+  optimizer's config), which dynamo cannot trace in ``optimizer.step``
+  (``'UserDefinedDictVariable' object has no attribute 'items'``). We wrap
+  ``OptimWrapper.__init__`` (every wrapper type runs it): the optimizer it
+  wraps then holds plain dicts, whichever constructor built it.
+- **AMP on CPU.** ``AmpOptimWrapper`` (what ``--amp`` selects) refuses to
+  be built without an accelerator. Without one we build it with bfloat16
+  autocast on CPU and no loss scaling (bfloat16 has float32's range);
+  with one, it is unchanged.
+- **Dataloader workers die with their process.** Every loader that the
+  Runner builds with workers gets :class:`~.workers.DieWithParent` chained
+  to its ``worker_init_fn``, so a run killed by SIGKILL leaves no orphaned
+  worker (wrapping ``Runner.build_dataloader``).
+- **A checkpoint without cache keys** (uncached weights into a cached
+  model) is reported in one line, not key by key (:mod:`.state_keys`,
+  wrapping mmengine's ``load_state_dict`` where it is bound by name).
+- **ViTs export with any image size.** mmpretrain's ``resize_pos_embed``
+  returns the position embedding as is when the size is the one it was
+  made for; torch.export records that comparison as a condition on the
+  input size, so the exported graph holds only for that size. While
+  exporting (and only then) we always resize: to the same size, the
+  bicubic resize returns the embedding unchanged.
 
 Only load checkpoints you trust: like mmengine on torch < 2.6, a full
 checkpoint is unpickled.
@@ -57,6 +80,7 @@ checkpoint is unpickled.
 import contextlib
 import functools
 import os
+import sys
 
 import torch
 from mmengine.config import Config
@@ -69,6 +93,8 @@ from .checkpoint import load_local_checkpoint
 from .fileio import AtomicLocalBackend
 from .flops import register_sdpa_flop_handle
 from .init import isolating_initialize
+from .state_keys import quiet_cache_keys
+from .workers import attach as attach_worker_exit
 
 _applied = False
 
@@ -148,6 +174,131 @@ def unscoped_mmcached_bases(get_cfg_path):
     return wrapper
 
 
+def plain_dicts(obj):
+    """``obj`` with every ``dict`` in it (``ConfigDict`` included) a plain
+    dict; tensors and other values kept as they are."""
+    if isinstance(obj, dict):
+        return {k: plain_dicts(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [plain_dicts(v) for v in obj]
+    if isinstance(obj, tuple):
+        return tuple(plain_dicts(v) for v in obj)
+    return obj
+
+
+def plain_param_groups(optimizer) -> None:
+    """Turn the param groups of ``optimizer`` into plain dicts, in place."""
+    groups = optimizer.param_groups
+    groups[:] = [plain_dicts(g) for g in groups]
+
+
+def with_plain_param_groups(init):
+    """Wrap ``OptimWrapper.__init__``: plain-dict param groups (see the
+    module docstring)."""
+    if getattr(init, '_mmcached_plain', False):
+        return init
+
+    @functools.wraps(init)
+    def __init__(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        plain_param_groups(self.optimizer)
+
+    __init__._mmcached_plain = True
+    return __init__
+
+
+def has_accelerator() -> bool:
+    """A device that mmengine's ``AmpOptimWrapper`` accepts."""
+    from mmengine.device import (is_cuda_available, is_mlu_available,
+                                 is_musa_available, is_npu_available)
+    return is_cuda_available() or is_npu_available() or is_mlu_available() \
+        or is_musa_available()
+
+
+def cpu_capable_amp_init(init):
+    """Wrap ``AmpOptimWrapper.__init__``: without an accelerator, bfloat16
+    autocast on CPU and no loss scaling (see the module docstring)."""
+    if getattr(init, '_mmcached_cpu_amp', False):
+        return init
+
+    @functools.wraps(init)
+    def __init__(self,
+                 loss_scale='dynamic',
+                 dtype=None,
+                 use_fsdp=False,
+                 **kwargs):
+        if has_accelerator():
+            return init(self, loss_scale, dtype, use_fsdp, **kwargs)
+        if isinstance(dtype, str):
+            dtype = getattr(torch, dtype, dtype)
+        if dtype not in (None, torch.bfloat16):
+            raise ValueError(
+                f'AMP on CPU autocasts to bfloat16 only, got dtype={dtype}: '
+                "drop optim_wrapper.dtype or set it to 'bfloat16'")
+        from mmengine.optim import OptimWrapper
+        OptimWrapper.__init__(self, **kwargs)
+        self._scale_update_param = None
+        # A disabled scaler: scale, unscale_ and update are no-ops, step
+        # steps the optimizer, and a GPU run's scaler state loads (ignored).
+        self.loss_scaler = torch.amp.GradScaler('cpu', enabled=False)
+        self.cast_dtype = torch.bfloat16
+        print_log(
+            'AMP without a GPU: bfloat16 autocast on CPU, no loss scaling',
+            logger='current')
+
+    __init__._mmcached_cpu_amp = True
+    return __init__
+
+
+def dying_workers(build_dataloader):
+    """Wrap ``Runner.build_dataloader`` (the function): workers die with the
+    process (see the module docstring)."""
+    if getattr(build_dataloader, '_mmcached_workers', False):
+        return build_dataloader
+
+    @functools.wraps(build_dataloader)
+    def wrapper(*args, **kwargs):
+        loader = build_dataloader(*args, **kwargs)
+        attach_worker_exit(loader)
+        return loader
+
+    wrapper._mmcached_workers = True
+    return wrapper
+
+
+def exporting() -> bool:
+    """Inside ``torch.export`` / ``torch.onnx.export``."""
+    return torch.compiler.is_exporting() or torch.onnx.is_in_onnx_export()
+
+
+def resize_pos_embed_when_exporting(resize):
+    """Wrap mmpretrain's ``resize_pos_embed``: always resize while
+    exporting (see the module docstring)."""
+    if getattr(resize, '_mmcached_export', False):
+        return resize
+
+    @functools.wraps(resize)
+    def wrapper(pos_embed,
+                src_shape,
+                dst_shape,
+                mode='bicubic',
+                num_extra_tokens=1):
+        if not exporting():
+            return resize(pos_embed, src_shape, dst_shape, mode,
+                          num_extra_tokens)
+        extra = pos_embed[:, :num_extra_tokens]
+        grid = pos_embed[:, num_extra_tokens:].reshape(1, src_shape[0],
+                                                       src_shape[1],
+                                                       -1).permute(0, 3, 1, 2)
+        grid = torch.nn.functional.interpolate(
+            grid.float(), size=dst_shape, mode=mode, align_corners=False)
+        grid = grid.flatten(2).transpose(1, 2).to(pos_embed.dtype)
+        return torch.cat((extra, grid), dim=1)
+
+    wrapper._mmcached_export = True
+    return wrapper
+
+
 def apply() -> None:
     """Install the compatibility fixes (idempotent)."""
     global _applied
@@ -170,4 +321,29 @@ def apply() -> None:
     import mmengine.model.base_module as base_module
     base_module.initialize = isolating_initialize(base_module.initialize)
     register_sdpa_flop_handle()
+
+    import mmengine.optim as optim
+    import mmengine.runner.runner as runner_module
+
+    # every wrapper type runs it (the CPU AMP path below too)
+    optim.OptimWrapper.__init__ = with_plain_param_groups(
+        optim.OptimWrapper.__init__)
+    optim.AmpOptimWrapper.__init__ = cpu_capable_amp_init(
+        optim.AmpOptimWrapper.__init__)
+    import mmengine.runner.checkpoint as ckpt_module
+    quiet = quiet_cache_keys(ckpt_module.load_state_dict)
+    # mmdet's PVT binds it by name; a later import binds the wrapper
+    for name in ('mmengine.runner.checkpoint', 'mmengine.runner',
+                 'mmdet.models.backbones.pvt'):
+        if hasattr(sys.modules.get(name), 'load_state_dict'):
+            setattr(sys.modules[name], 'load_state_dict', quiet)
+    import mmpretrain.models.backbones.vision_transformer as vit_module
+    import mmpretrain.models.utils as pretrain_utils
+    import mmpretrain.models.utils.embed as embed_module
+    resize = resize_pos_embed_when_exporting(embed_module.resize_pos_embed)
+    # bound by name where the ViTs (ours included) import it
+    for module in (embed_module, pretrain_utils, vit_module):
+        module.resize_pos_embed = resize
+    runner_module.Runner.build_dataloader = staticmethod(
+        dying_workers(runner_module.Runner.build_dataloader))
     _applied = True

@@ -49,6 +49,7 @@ from mmengine.model import BaseModule
 from mmengine.model.weight_init import trunc_normal_
 
 from mmcached.registry import MODELS
+from mmcached.utils.suggest import did_you_mean
 
 #: What a backbone derives per attention site; ``cache_cfg`` may not set it.
 SITE_ARGS = ('embed_dims', 'num_heads', 'cache_len', 'sr_ratio',
@@ -64,6 +65,9 @@ class BaseCacheLayer(BaseModule):
             layer, so its state-dict prefix (``...attn.<name>.*``).
         replaces_host (bool): False for a mixing layer, True for a
             replacing one. Default: False.
+        is_cache_layer (bool): True; lets code below the models (the
+            checkpoint report in ``mmcached.utils``) recognise a cache layer
+            without importing this class.
         init_isolated (bool): True: the layer is built and initialised on a
             random stream of its own (the backbone does it) and its
             ancestors' ``init_cfg`` does not reach it, so a cached model and
@@ -73,6 +77,7 @@ class BaseCacheLayer(BaseModule):
 
     name: str = 'cache'
     replaces_host: bool = False
+    is_cache_layer: bool = True
     init_isolated: bool = True
 
     def init_weights(self):
@@ -105,6 +110,14 @@ class BaseCacheLayer(BaseModule):
         return {}
 
 
+def cache_layer_types():
+    """Names of the registered cache layers (for suggestions)."""
+    return [
+        name for name, cls in MODELS.module_dict.items()
+        if inspect.isclass(cls) and issubclass(cls, BaseCacheLayer)
+    ]
+
+
 def build_cache_layer(cache_cfg: dict, site: dict) -> BaseCacheLayer:
     """Build a cache layer from ``cache_cfg`` (``type`` defaults to
     ``'GRCAttention'``) with the site arguments its ``__init__`` names.
@@ -126,10 +139,11 @@ def build_cache_layer(cache_cfg: dict, site: dict) -> BaseCacheLayer:
         with MODELS.switch_scope_and_registry(None) as registry:
             cls = registry.get(cls)
         if cls is None:
+            hint = did_you_mean(cfg['type'], cache_layer_types())
             raise KeyError(
-                f'cache_cfg type {cfg["type"]!r} is not a registered module; '
-                'register it with mmcached.registry.MODELS and import it '
-                '(custom_imports)')
+                f'cache_cfg type {cfg["type"]!r} is not a registered module' +
+                (hint or '; register it with mmcached.registry.MODELS and '
+                 'import it (custom_imports)'))
     if not (inspect.isclass(cls) and issubclass(cls, BaseCacheLayer)):
         raise TypeError(f'cache_cfg type {cfg["type"]!r} is not a cache '
                         'layer (a subclass of BaseCacheLayer)')
@@ -137,6 +151,12 @@ def build_cache_layer(cache_cfg: dict, site: dict) -> BaseCacheLayer:
     takes_all = any(p.kind is p.VAR_KEYWORD for p in params.values())
     if cls.replaces_host:
         site = dict(site, host_projections=True)
+    unknown = [k for k in cfg if k not in ('type', '_scope_', *params)]
+    if unknown and not takes_all:  # before the build: its error has no hint
+        raise TypeError(
+            f'cache_cfg: {cls.__name__} has no argument {unknown[0]!r}' +
+            did_you_mean(unknown[0],
+                         set(params) - {'self', *SITE_ARGS}))
     cfg.update((k, v) for k, v in site.items() if takes_all or k in params)
     cfg['type'] = cls
     try:

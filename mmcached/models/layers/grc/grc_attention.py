@@ -55,7 +55,14 @@ def _is_distributed() -> bool:
 
 
 def _in_backward() -> bool:
-    """True while autograd runs a backward pass (e.g. a checkpoint re-run)."""
+    """True while autograd runs a backward pass (e.g. a checkpoint re-run).
+
+    Under ``torch.compile`` the forward is traced once, outside backward,
+    and a checkpointed region is recomputed from the traced graph, never by
+    re-running this code: False, with no graph break (dynamo cannot trace
+    the graph task id)."""
+    if torch.compiler.is_compiling():
+        return False
     task_id = getattr(torch._C, '_current_graph_task_id', None)
     return task_id is not None and task_id() != -1
 

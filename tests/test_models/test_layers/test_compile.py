@@ -1,0 +1,90 @@
+"""torch.compile: no graph break inside the cache layers (GRC and MC, in
+training and eval), and activation checkpointing of GRC layers under
+compile updates each cache once per step, as the eager model does."""
+import os.path as osp
+
+import pytest
+import torch
+
+import mmcached
+from mmcached.models.backbones import CachedPVT, CachedSwin, CachedViT
+
+OURS = osp.dirname(mmcached.__file__)
+MC = dict(
+    type='MemoryCachingAttention',
+    segmentation='uniform',
+    num_segments=3,
+    causal=False)
+VIT = dict(
+    arch=dict(
+        embed_dims=16, num_layers=2, num_heads=2, feedforward_channels=32),
+    img_size=32,
+    patch_size=8)
+PVT = dict(
+    embed_dims=8,
+    num_layers=[1, 1, 1, 1],
+    mlp_ratios=[2] * 4,
+    pretrain_img_size=64)
+
+
+def breaks_in_mmcached(model, x):
+    """Graph breaks whose innermost frame is mmcached code."""
+    torch._dynamo.reset()
+    explained = torch._dynamo.explain(model)(x)
+    assert explained.graph_count >= 1
+    return [(b.reason, b.user_stack[-1]) for b in explained.break_reasons
+            if b.user_stack and b.user_stack[-1].filename.startswith(OURS)]
+
+
+@pytest.mark.parametrize('training', [True, False])
+@pytest.mark.parametrize(
+    'build,shape', [
+        (lambda: CachedViT(**VIT), (2, 3, 32, 32)),
+        (lambda: CachedViT(**VIT, cache_cfg=MC), (2, 3, 32, 32)),
+        (lambda: CachedPVT(**PVT), (2, 3, 64, 64)),
+    ],
+    ids=['vit-grc', 'vit-mc', 'pvt-grc'])
+def test_no_graph_break_in_cache_layers(build, shape, training):
+    torch.manual_seed(0)
+    model = build().train(training)
+    x = torch.randn(*shape)
+    before = [b.clone() for n, b in model.named_buffers() if 'memory' in n]
+    assert breaks_in_mmcached(model, x) == []
+    after = [b for n, b in model.named_buffers() if 'memory' in n]
+    # the traced forward still updates the caches in training only
+    changed = [not torch.equal(a, b) for a, b in zip(before, after)]
+    assert all(changed) if training and before else not any(changed)
+
+
+@pytest.mark.slow
+def test_compiled_checkpointing_updates_caches_once():
+    """CachedSwin with_cp, compiled (aot_eager: the graph partitioning of
+    inductor, without its code generation), trains as the eager model
+    without checkpointing: same caches and gradients after two steps."""
+    tiny = dict(
+        embed_dims=16,
+        depths=(2, 1, 1, 1),
+        num_heads=(1, 2, 4, 8),
+        mlp_ratio=2,
+        drop_path_rate=0.)
+    torch.manual_seed(0)
+    plain = CachedSwin(**tiny)
+    plain.init_weights()
+    cp = CachedSwin(**tiny, with_cp=True)
+    cp.load_state_dict(plain.state_dict())
+    plain.train()
+    cp.train()
+    torch._dynamo.reset()
+    x = torch.randn(2, 3, 64, 64, requires_grad=True)
+    for model, run in ((plain, plain), (cp,
+                                        torch.compile(cp,
+                                                      backend='aot_eager'))):
+        for _ in range(2):
+            model.zero_grad()
+            sum(o.square().mean() for o in run(x)).backward()
+    for (name, a), b in zip(plain.named_buffers(), cp.buffers()):
+        if 'cache.memory' in name:
+            torch.testing.assert_close(a, b, msg=name)
+    for (name, p), q in zip(plain.named_parameters(), cp.parameters()):
+        if p.grad is not None:
+            torch.testing.assert_close(p.grad, q.grad, msg=name)

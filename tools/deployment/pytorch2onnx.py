@@ -1,0 +1,188 @@
+"""Export a classifier, or a detector's backbone, to ONNX and check it
+against PyTorch with onnxruntime.
+
+    python tools/deployment/pytorch2onnx.py CONFIG [--checkpoint CKPT]
+        [--shape H W] [--batch N] [--verify-shape H W] [--out FILE]
+
+The model is built from CONFIG (an mmpretrain classifier: the whole model,
+image to class scores; an mmdet detector: its backbone, image to the
+feature maps), loaded from CKPT if given, and exported with torch.export
+and ``torch.onnx.export`` at batch N and H x W (default: the backbone's
+image size), with batch, height and width left dynamic where the model
+allows it. An axis the model fixes (Memory Caching's segment layout fixes
+the token count) is reported as static, with the condition it recorded.
+onnxruntime then runs the file at the export size and, per dynamic axis,
+at another size (``--verify-shape``, default H + 2s x W + 4s for the
+backbone's stride s; batch N + 1), and the largest absolute difference to
+PyTorch is printed per output. Exits 1 if a
+difference exceeds ``--atol`` or onnxruntime fails.
+"""
+import argparse
+import os
+import os.path as osp
+import sys
+
+import numpy as np
+import torch
+
+import mmcached  # noqa: F401 - registrations and compat fixes
+from mmcached.utils.cli import CLIError, load_config, main_guard
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description='Export a classifier or a detector backbone to ONNX')
+    parser.add_argument('config', help='config file (mmpretrain or mmdet)')
+    parser.add_argument('--checkpoint', help='weights to load')
+    parser.add_argument(
+        '--shape',
+        type=int,
+        nargs=2,
+        metavar=('H', 'W'),
+        help='export size (default: the backbone image size, else 224)')
+    parser.add_argument(
+        '--batch', type=int, default=2, help='export batch size (default: 2)')
+    parser.add_argument(
+        '--verify-shape',
+        type=int,
+        nargs=2,
+        metavar=('H', 'W'),
+        help='second size checked with onnxruntime')
+    parser.add_argument(
+        '--out', help='ONNX file (default: work_dirs/'
+        '<config name>.onnx)')
+    parser.add_argument(
+        '--atol',
+        type=float,
+        default=1e-4,
+        help='largest difference accepted (default 1e-4)')
+    parser.add_argument('--opset', type=int, default=18)
+    args = parser.parse_args(argv)
+    if args.batch < 1:
+        parser.error('--batch must be >= 1')
+    return args
+
+
+class Exported(torch.nn.Module):
+    """What is exported: the classifier's scores or the backbone's maps."""
+
+    def __init__(self, model, classifier: bool):
+        super().__init__()
+        self.model = model
+        self.classifier = classifier
+
+    def forward(self, x):
+        if self.classifier:
+            return self.model(x, mode='tensor')
+        return tuple(self.model.backbone(x))
+
+
+def build(cfg, checkpoint=None):
+    """(module to export, its stride, its default size) from a config."""
+    from mmengine.registry import MODELS, DefaultScope
+    from mmengine.runner import load_checkpoint
+    if cfg.default_scope not in ('mmpretrain', 'mmdet'):
+        raise CLIError(f'default_scope {cfg.default_scope!r}: mmpretrain '
+                       'classifiers and mmdet detectors only')
+    backbone = cfg.model.backbone
+    if cfg.default_scope == 'mmdet' and backbone.get('init_cfg'):
+        backbone.init_cfg = None  # weights come from --checkpoint, if any
+    with DefaultScope.overwrite_default_scope(cfg.default_scope):
+        model = MODELS.build(cfg.model)
+    if checkpoint:
+        load_checkpoint(model, checkpoint, map_location='cpu')
+    model.eval()
+    size = backbone.get('img_size', backbone.get('pretrain_img_size', 224))
+    stride = backbone.get('patch_size', 32)
+    return (Exported(model,
+                     cfg.default_scope == 'mmpretrain').eval(), stride, size)
+
+
+def export(module, x, path, opset):
+    """torch.export with dynamic batch, height and width where the model
+    allows them, then ONNX; returns the ExportedProgram."""
+    auto = torch.export.Dim.AUTO
+    program = torch.export.export(
+        module, (x, ), dynamic_shapes={'x': {
+            0: auto,
+            2: auto,
+            3: auto
+        }})
+    torch.onnx.export(
+        program, (x, ),
+        path,
+        input_names=['input'],
+        dynamo=True,
+        opset_version=opset)
+    return program
+
+
+def accepts(program, shape) -> str:
+    """'' if the exported program runs on an input of ``shape``, else the
+    condition it recorded that the shape breaks."""
+    try:
+        with torch.no_grad():
+            program.module()(torch.randn(*shape))
+    except (AssertionError, RuntimeError) as e:
+        return str(e).splitlines()[0][:200]
+    return ''
+
+
+def verify(module, path, shapes, atol):
+    """Run the ONNX file and PyTorch on random inputs of ``shapes``; print
+    and return the largest difference per shape (None: onnxruntime
+    failed)."""
+    import onnxruntime as ort
+    session = ort.InferenceSession(path, providers=['CPUExecutionProvider'])
+    worst = {}
+    for shape in shapes:
+        x = torch.randn(*shape)
+        with torch.no_grad():
+            ref = module(x)
+        ref = [ref] if isinstance(ref, torch.Tensor) else list(ref)
+        try:
+            outs = session.run(None, {'input': x.numpy()})
+        except Exception as e:  # noqa: BLE001 - onnxruntime's own errors
+            print(f'{tuple(shape)}: onnxruntime failed: '
+                  f'{str(e).splitlines()[0][:300]}')
+            worst[tuple(shape)] = None
+            continue
+        diffs = [float(np.abs(o - r.numpy()).max()) for o, r in zip(outs, ref)]
+        print(f'{tuple(shape)}: max |onnx - torch| per output: ' +
+              ', '.join(f'{d:.2e}' for d in diffs) +
+              ('' if max(diffs) <= atol else f'  > atol {atol}'))
+        worst[tuple(shape)] = max(diffs)
+    return worst
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    cfg = load_config(args.config)
+    module, stride, size = build(cfg, args.checkpoint)
+    h, w = args.shape or ((size, size) if isinstance(size, int) else size)
+    out = args.out or osp.join(
+        'work_dirs',
+        osp.splitext(osp.basename(args.config))[0] + '.onnx')
+    if osp.dirname(out):
+        os.makedirs(osp.dirname(out), exist_ok=True)
+    x = torch.randn(args.batch, 3, h, w)
+    program = export(module, x, out, args.opset)
+    print(f'exported {out} at {tuple(x.shape)}')
+    vh, vw = args.verify_shape or (h + 2 * stride, w + 4 * stride)
+    shapes = [list(x.shape)]
+    # each axis on its own: the model may fix one and not the other
+    for what, shape in (('batch', [args.batch + 1, 3, h, w]),
+                        ('height and width', [args.batch, 3, vh, vw])):
+        why = accepts(program, shape)
+        if why:
+            print(f'{what}: static (the model fixes it: {why})')
+        else:
+            print(f'{what}: dynamic')
+            shapes.append(shape)
+    worst = verify(module, out, shapes, args.atol)
+    if any(d is None or d > args.atol for d in worst.values()):
+        sys.exit(1)
+
+
+if __name__ == '__main__':
+    main_guard(main)
