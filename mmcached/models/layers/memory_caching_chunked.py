@@ -92,6 +92,14 @@ def _piece_segments(length: int, offset: int, opts: dict) -> List[int]:
         segment_lengths(length - first, 'constant', C)
 
 
+def _dims(q):
+    """(B, H, L, d) of q as ints while tracing, the batch left symbolic
+    under torch.export (an exported graph then serves any batch)."""
+    H, L, d = (int(n) for n in q.shape[1:])
+    B = q.shape[0] if torch.compiler.is_exporting() else int(q.shape[0])
+    return B, H, L, d
+
+
 def _to(t: torch.Tensor, device) -> torch.Tensor:
     """An index tensor made on the CPU, on ``device`` without waiting for
     the device (a plain ``.to`` synchronises with the CUDA stream)."""
@@ -250,7 +258,7 @@ def _layout(L, opts, state, device):
 # Linear memory
 # --------------------------------------------------------------------------
 def _linear(q, k, v, u, opts, state, return_state):
-    B, H, L, d = (int(n) for n in q.shape)  # ints while tracing
+    B, H, L, d = _dims(q)
     seg_lens, offset, Np, S, seg_tok, Nc, valid, last_complete = _layout(
         L, opts, state, q.device)
     cont = state is not None and offset > 0
@@ -342,7 +350,7 @@ def _linear(q, k, v, u, opts, state, return_state):
 # Deep memory
 # --------------------------------------------------------------------------
 def _deep(q, k, v, u, opts, state, return_state, w_in, w_out):
-    B, H, L, d = (int(n) for n in q.shape)  # ints while tracing
+    B, H, L, d = _dims(q)
     Fh = w_in.shape[-1]
     lr, cs = opts['inner_lr'], opts['chunk_size']
     restart = opts['segment_start'] == 'restart'
@@ -444,7 +452,7 @@ def _deep_cached_read(q, g, c_in, c_out, rows):
     """sum_n g[.., t, n] gelu(q_t W_in^(n)) W_out^(n) for every token, a row
     block at a time against the states its rows may read: q (B, H, L, d),
     g (B, H, L, N), c_in (B, H, N, d, F), c_out (B, H, N, F, d)."""
-    B, H, L, d = (int(n) for n in q.shape)  # ints while tracing
+    B, H, L, d = _dims(q)
     parts, pos = [], 0
     for r0, r1, n in rows:
         if r0 > pos:
