@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 
 import pytest
 import torch
@@ -223,19 +222,46 @@ def test_loaders_chain_the_worker_init():
     assert no_workers.worker_init_fn is None
 
 
-def _alive(pid):
-    try:
-        with open(f'/proc/{pid}/stat') as f:
-            return f.read().split(') ')[-1][0] != 'Z'
-    except FileNotFoundError:
-        return False
+# Runs a script as its child while being the "subreaper" of its
+# descendants: a worker orphaned by the script's death is re-parented here,
+# not to PID 1 (where some init systems reap orphans themselves, which would
+# hide a surviving worker). Prints the orphans still alive after 20 s.
+REAPER = textwrap.dedent('''
+    import ctypes, os, signal, subprocess, sys, time
+    ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+    child = subprocess.run([sys.executable] + sys.argv[1:])
+    print('exit', child.returncode, flush=True)
+
+    def orphans():
+        found = []
+        for pid in filter(str.isdigit, os.listdir('/proc')):
+            try:
+                with open(f'/proc/{pid}/stat') as f:
+                    fields = f.read().rsplit(')', 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == os.getpid() and fields[0] != 'Z':
+                found.append(int(pid))
+        return found
+
+    deadline = time.time() + 20
+    while orphans() and time.time() < deadline:
+        time.sleep(0.2)
+    left = orphans()
+    print('survivors', *left, flush=True)
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    while True:  # reap them all
+        try:
+            os.wait()
+        except ChildProcessError:
+            break
+    ''')
 
 
-@pytest.mark.skipif(
-    not sys.platform.startswith('linux'), reason='PR_SET_PDEATHSIG')
-def test_workers_die_with_a_killed_process(tmp_path):
-    """A process killed with SIGKILL while its workers are busy leaves no
-    worker behind."""
+def _kill_while_workers_busy(tmp_path, fixed=True):
+    """Survivors among the workers of a process killed with SIGKILL while
+    they are busy (each sleeps 120 s on a sample)."""
     script = tmp_path / 'run.py'
     script.write_text(
         textwrap.dedent(f'''
@@ -244,13 +270,16 @@ def test_workers_die_with_a_killed_process(tmp_path):
         import mmcached
         from mmengine.runner import Runner
         from torch.utils.data import Dataset
+        if not {fixed!r}:
+            Runner.build_dataloader = staticmethod(
+                Runner.build_dataloader.__wrapped__)
 
         class Slow(Dataset):
             def __len__(self):
                 return 64
             def __getitem__(self, i):
                 if i >= 4:
-                    time.sleep(60)  # busy when the parent dies
+                    time.sleep(120)  # busy when the parent dies
                 return os.getpid()
 
         loader = Runner.build_dataloader(dict(
@@ -258,24 +287,33 @@ def test_workers_die_with_a_killed_process(tmp_path):
             sampler=dict(type='DefaultSampler', shuffle=False)), seed=0)
         it = iter(loader)
         pids = {{int(p) for _ in range(2) for p in next(it)}}
-        print(' '.join(map(str, sorted(pids))), flush=True)
+        assert len(pids) == 2, pids
         time.sleep(1)
         os.kill(os.getpid(), signal.SIGKILL)
         '''))
-    proc = subprocess.run([sys.executable, str(script)],
-                          capture_output=True,
-                          text=True,
-                          timeout=300)
-    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
-    workers = [int(p) for p in proc.stdout.split()]
-    assert len(workers) == 2
-    deadline = time.time() + 20
-    while any(map(_alive, workers)) and time.time() < deadline:
-        time.sleep(0.2)
-    survivors = [p for p in workers if _alive(p)]
-    for pid in survivors:  # do not leave them behind ourselves
-        os.kill(pid, signal.SIGKILL)
-    assert survivors == []
+    reaper = tmp_path / 'reaper.py'
+    reaper.write_text(REAPER)
+    proc = subprocess.run(
+        [sys.executable, str(reaper), str(script)],
+        capture_output=True,
+        text=True,
+        timeout=300)
+    lines = {
+        ln.split()[0]: ln.split()[1:]
+        for ln in proc.stdout.splitlines() if ln.strip()
+    }
+    assert lines.get('exit') == [str(-signal.SIGKILL)], proc.stderr[-2000:]
+    return lines['survivors']
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not sys.platform.startswith('linux'), reason='PR_SET_PDEATHSIG')
+def test_workers_die_with_a_killed_process(tmp_path):
+    """A process killed with SIGKILL while its workers are busy leaves no
+    worker behind; without the compat fix both workers survive."""
+    assert _kill_while_workers_busy(tmp_path) == []
+    assert len(_kill_while_workers_busy(tmp_path, fixed=False)) == 2
 
 
 def test_die_with_parent_chains_and_pickles():

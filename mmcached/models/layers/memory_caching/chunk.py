@@ -78,6 +78,14 @@ class MCState:
 # --------------------------------------------------------------------------
 # Layout: segments of a piece, blocks (chunks) inside segments
 # --------------------------------------------------------------------------
+def _dims(t: torch.Tensor):
+    """(B, H, L, d) of t as ints while tracing, the batch left symbolic
+    under torch.export (an exported graph then serves any batch)."""
+    H, L, d = (int(n) for n in t.shape[1:])
+    B = t.shape[0] if torch.compiler.is_exporting() else int(t.shape[0])
+    return B, H, L, d
+
+
 def _to(t: torch.Tensor, device) -> torch.Tensor:
     """An index tensor made on the CPU, on ``device`` without waiting for
     the device (a plain ``.to`` synchronises with the CUDA stream)."""
@@ -293,7 +301,7 @@ class Prelude:
 
 def prelude(k, u, opts: MCOptions, state: Optional[MCState], layout: Layout,
             block_size: int) -> Prelude:
-    B, H, L, d = (int(n) for n in k.shape)  # ints while tracing
+    B, H, L, d = _dims(k)
     cont = state is not None and layout.offset > 0
     blocks = SegmentBlocks(layout.seg_lens, block_size, layout.offset,
                            k.device)
@@ -381,7 +389,7 @@ def linear_state(q, k, v, opts, state, layout: Layout, pre: Prelude,
                  use_fla: bool):
     """The state form: online read from block states (or fla's kernels),
     cached read against the segments' states. O(L N d^2 / 2)."""
-    B, H, L, d = (int(n) for n in q.shape)  # ints while tracing
+    B, H, L, d = _dims(q)
     Nc, blocks = layout.num_cached, pre.blocks
     S0 = state.online[0] if pre.cont else None
     prev = state.cached[0] if state is not None else q.new_zeros(B, H, 0, d, d)
@@ -411,7 +419,7 @@ def linear_token(q, k, v, opts, state, layout: Layout, pre: Prelude,
                  return_state: bool):
     """The token form: each token's read as weighted attention over the
     piece's tokens, earlier pieces' states read as states. O(L^2 d)."""
-    B, H, L, d = (int(n) for n in q.shape)  # ints while tracing
+    B, H, L, d = _dims(q)
     Np, Nc, S = layout.num_prev, layout.num_cached, layout.num_segs
     seg_tok = layout.seg_tok
     S0 = state.online[0] if pre.cont else None
@@ -438,7 +446,7 @@ def linear_token(q, k, v, opts, state, layout: Layout, pre: Prelude,
 # --------------------------------------------------------------------------
 def deep(q, k, v, opts, state, layout: Layout, pre: Prelude, w_in, w_out):
     """The chunk-parallel deep memory (see the module docstring)."""
-    B, H, L, d = (int(n) for n in q.shape)  # ints while tracing
+    B, H, L, d = _dims(q)
     Fh = w_in.shape[-1]
     lr, cs = opts.inner_lr, opts.chunk_size
     restart = opts.segment_start == 'restart'
@@ -522,7 +530,7 @@ def _deep_cached_read(q, g, c_in, c_out, rows):
     """sum_n g[.., t, n] gelu(q_t W_in^(n)) W_out^(n) for every token, a row
     block at a time against the states its rows may read: q (B, H, L, d),
     g (B, H, L, N), c_in (B, H, N, d, F), c_out (B, H, N, F, d)."""
-    B, H, L, d = (int(n) for n in q.shape)  # ints while tracing
+    B, H, L, d = _dims(q)
     parts, pos = [], 0
     for r0, r1, n in rows:
         if r0 > pos:
