@@ -598,14 +598,22 @@ def _ddp_worker(rank, world, init_file, out_file):
 
 def _fork(worker, tmp_path, world=2):
     # fork: spawned children would re-import mmcached (and with it mmdet and
-    # mmpretrain), which takes most of a minute on a small machine
+    # mmpretrain), which takes most of a minute on a small machine. A parent
+    # whose autograd engine already started its threads (a torch.compile
+    # test before this one) cannot run backward in a forked child: spawn.
     out_file = str(tmp_path / 'out.pt')
-    mp.start_processes(
-        worker,
-        args=(world, str(tmp_path / 'init'), out_file),
-        nprocs=world,
-        join=True,
-        start_method='fork')
+    for method in ('fork', 'spawn'):
+        try:
+            mp.start_processes(
+                worker,
+                args=(world, str(tmp_path / f'init-{method}'), out_file),
+                nprocs=world,
+                join=True,
+                start_method=method)
+            break
+        except mp.ProcessRaisedException as e:
+            if method == 'spawn' or 'Autograd-and-Fork' not in str(e):
+                raise
     return torch.load(out_file)
 
 
