@@ -53,7 +53,6 @@ The path is kept as a whole only while it saves at least 10% of the layer's
 forward + backward time (``tools/analysis/benchmark_grc.py`` measures fast
 against plain, interleaved; docs/grc.md "Speed").
 """
-import math
 from typing import Optional, Sequence, Tuple
 
 import torch
@@ -61,7 +60,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
-from ..tokens import resize_tokens
+from ..tokens import patch_grid, resize_tokens
 from .switch import use_fused_grc
 
 _DTYPES = (torch.float32, torch.float64)
@@ -103,7 +102,7 @@ def forward(layer: nn.Module, x: torch.Tensor, o_self: torch.Tensor,
     if layer.pos_conv is not None:
         if B > 1 and group_conv_fits(layer.pos_conv):
             pos = group_conv_tokens(layer.pos_conv, x[:, n:] if n else x,
-                                    _grid(N, n, hw_shape))
+                                    patch_grid(N, n, hw_shape))
             own = n == 0  # the mix may write its output into pos
         else:
             pos = layer.positional_term(x, hw_shape)[:, n:]
@@ -137,18 +136,6 @@ def _cache_attention(layer: nn.Module, q: torch.Tensor,
         scale=layer.scale).transpose(1, 2).flatten(2)
     o_mem = o_mem + proj.bias if fold else proj(o_mem)
     return layer.mem_proj_drop(o_mem)
-
-
-def _grid(N: int, n_extra: int, hw_shape) -> Tuple[int, int]:
-    """The patch grid, checked as ``GRCAttention.positional_term`` does."""
-    if hw_shape is None:  # a square grid, as the released code assumes
-        side = math.isqrt(N - n_extra)
-        hw_shape = (side, side)
-    if hw_shape[0] * hw_shape[1] + n_extra != N:
-        raise ValueError(
-            f'hw_shape {tuple(hw_shape)} + {n_extra} extra tokens does '
-            f'not match {N} tokens')
-    return tuple(hw_shape)
 
 
 # ---------------------------------------------------------------------------

@@ -38,7 +38,7 @@ from mmengine.model import BaseModule
 from mmcached.registry import MODELS
 from .. import cache_sync
 from ..cache_layer import BaseCacheLayer
-from ..tokens import resize_tokens
+from ..tokens import patch_grid, resize_tokens
 from . import fused, maps
 
 MODES = ('released', 'paper')
@@ -405,13 +405,7 @@ class GRCAttention(BaseCacheLayer):
         their grid; extra tokens get zero. Returns (B, N, D)."""
         B, N, D = x.shape
         n_extra = self.num_extra_tokens
-        if hw_shape is None:  # a square grid, as the released code assumes
-            side = math.isqrt(N - n_extra)
-            hw_shape = (side, side)
-        if hw_shape[0] * hw_shape[1] + n_extra != N:
-            raise ValueError(
-                f'hw_shape {tuple(hw_shape)} + {n_extra} extra tokens does '
-                f'not match {N} tokens')
+        hw_shape = patch_grid(N, n_extra, hw_shape)
         grid = x[:, n_extra:].transpose(1, 2).reshape(B, D, *hw_shape)
         pos = self.pos_conv(grid).flatten(2).transpose(1, 2)
         return F.pad(pos, (0, 0, n_extra, 0))
