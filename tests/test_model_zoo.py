@@ -94,7 +94,20 @@ def test_mmpretrain_lists_and_builds_our_classifiers():
         .type == 'CachedPVT'
 
 
-def test_get_model_and_inference_model():
+@pytest.fixture
+def fresh_default_scope():
+    """No default scope, as in a fresh process: other tests leave theirs
+    (mmdet, mmengine) behind, and mmpretrain's inferencer builds its
+    pipeline from the current one."""
+    from mmengine.registry import DefaultScope
+    saved = DefaultScope._instance_dict.copy()
+    DefaultScope._instance_dict.clear()
+    yield
+    DefaultScope._instance_dict.clear()
+    DefaultScope._instance_dict.update(saved)
+
+
+def test_get_model_and_inference_model(fresh_default_scope):
     import mmpretrain
     torch.manual_seed(0)
     model = mmpretrain.get_model('cached-vit-mini-p8_1xb64-40e_digits')
