@@ -877,3 +877,31 @@ def test_fla_kernel_errors():
     if not fla_available():
         with pytest.raises(ValueError, match='pip install fla-core'):
             MemoryCachingAttention(8, 2, kernel='fla')
+
+
+def test_options_are_one_typed_frozen_object(monkeypatch):
+    """MCOptions: the layer's arguments validated once, shared as is with
+    the engine and the reference."""
+    import dataclasses
+    opts = MCOptions()
+    assert opts.segment_size == 256 and opts.streamable
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        opts.segment_size = 8
+    assert MCOptions(segmentation='uniform', num_segments=3) \
+        .segment_lengths(10) == [4, 3, 3]
+    with pytest.raises(ValueError, match="did you mean 'grm'"):
+        MCOptions(aggregation='gmr')
+    layer = MemoryCachingAttention(16, 2, segment_size=4, aggregation='soup')
+    assert layer.options == MCOptions(segment_size=4, aggregation='soup')
+    # the layer hands its own object to the engine
+    seen = []
+    from mmcached.models.layers.memory_caching import layer as layer_module
+    real = layer_module.chunk_memory_caching
+
+    def spy(*args, **kwargs):
+        seen.append(args[4])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(layer_module, 'chunk_memory_caching', spy)
+    layer(torch.randn(1, 6, 16))
+    assert seen == [layer.options] and seen[0] is layer.options

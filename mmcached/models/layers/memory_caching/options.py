@@ -6,7 +6,7 @@ The config keys are the layer's arguments of the same names
 A misspelt choice gets the nearest allowed one suggested.
 """
 import difflib
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from numbers import Real
 from typing import List, Optional, Sequence
 
@@ -127,9 +127,6 @@ class MCOptions:
         """Segment lengths of a sequence of ``length`` tokens."""
         return segment_lengths(length, self.segmentation, self.segment_size,
                                self.num_segments)
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
     @classmethod
     def pick(cls, args: dict) -> 'MCOptions':
