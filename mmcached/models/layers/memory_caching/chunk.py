@@ -257,11 +257,13 @@ class Layout:
             seg_lens = opts.segment_lengths(L)
         Np = 0 if state is None else state.cached_keys.shape[2]
         S = len(seg_lens)
-        # made on the CPU (on a GPU it would sync), from a Python list: a
-        # constant that torch.compile traces (repeat_interleave's shape
-        # depends on data, a graph break)
-        seg_tok = torch.tensor(
-            [s for s, n in enumerate(seg_lens) for _ in range(n)]) + Np
+        # made on the CPU (on a GPU it would sync), one constant block per
+        # segment: torch.compile traces it (repeat_interleave's shape
+        # depends on data, a graph break), and no Python loop over tokens
+        seg_tok = torch.cat([
+            torch.full((n, ), s, dtype=torch.long)
+            for s, n in enumerate(seg_lens)
+        ]) + Np
         Nc = Np + S - 1  # the piece's last segment is never read as cached
         valid = _to(torch.arange(Nc)[None] < seg_tok[:, None], device)
         # one pass (logarithmic, uniform): nothing continues
