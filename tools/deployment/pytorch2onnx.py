@@ -14,10 +14,13 @@ the token count) is reported as static, with the condition it recorded.
 onnxruntime then runs the file at the export size and, per dynamic axis,
 at another size (``--verify-shape``, default H + 2s x W + 4s for the
 backbone's stride s; batch N + 1), and the largest absolute difference to
-PyTorch is printed per output. Exits 1 if a
-difference exceeds ``--atol`` or onnxruntime fails.
+PyTorch is printed per output, beside the model's own float32 rounding (the
+largest difference of PyTorch in float32 to PyTorch in float64). Exits 1
+if a difference exceeds both ``--atol`` and twice that rounding, or
+onnxruntime fails.
 """
 import argparse
+import copy
 import os
 import os.path as osp
 import sys
@@ -55,7 +58,8 @@ def parse_args(argv=None):
         '--atol',
         type=float,
         default=1e-4,
-        help='largest difference accepted (default 1e-4)')
+        help='largest difference accepted (default 1e-4) where the '
+        "model's float32 rounding is smaller (see above)")
     parser.add_argument('--opset', type=int, default=18)
     args = parser.parse_args(argv)
     if args.batch < 1:
@@ -128,31 +132,47 @@ def accepts(program, shape) -> str:
     return ''
 
 
+def _outputs(module, x):
+    with torch.no_grad():
+        out = module(x)
+    return [out] if isinstance(out, torch.Tensor) else list(out)
+
+
 def verify(module, path, shapes, atol):
     """Run the ONNX file and PyTorch on random inputs of ``shapes``; print
-    and return the largest difference per shape (None: onnxruntime
-    failed)."""
+    the largest difference per output and the model's float32 rounding;
+    return per shape whether the file passed (False: a difference above
+    both ``atol`` and twice the rounding, or onnxruntime failed)."""
     import onnxruntime as ort
     session = ort.InferenceSession(path, providers=['CPUExecutionProvider'])
-    worst = {}
+    exact = copy.deepcopy(module).double()
+    passed = {}
     for shape in shapes:
         x = torch.randn(*shape)
-        with torch.no_grad():
-            ref = module(x)
-        ref = [ref] if isinstance(ref, torch.Tensor) else list(ref)
+        ref = _outputs(module, x)
+        # what float32 itself costs this model: MC's linear memories sum
+        # thousands of terms, and its random-weight PVTv2-B2 is ~1e-4 off
+        rounding = [
+            float((r.double() - e).abs().max())
+            for r, e in zip(ref, _outputs(exact, x.double()))
+        ]
         try:
             outs = session.run(None, {'input': x.numpy()})
         except Exception as e:  # noqa: BLE001 - onnxruntime's own errors
             print(f'{tuple(shape)}: onnxruntime failed: '
                   f'{str(e).splitlines()[0][:300]}')
-            worst[tuple(shape)] = None
+            passed[tuple(shape)] = False
             continue
         diffs = [float(np.abs(o - r.numpy()).max()) for o, r in zip(outs, ref)]
+        over = [d > max(atol, 2 * r) for d, r in zip(diffs, rounding)]
         print(f'{tuple(shape)}: max |onnx - torch| per output: ' +
               ', '.join(f'{d:.2e}' for d in diffs) +
-              ('' if max(diffs) <= atol else f'  > atol {atol}'))
-        worst[tuple(shape)] = max(diffs)
-    return worst
+              (f'  > atol {atol} and twice the rounding' if any(over) else ''))
+        print(f'{tuple(shape)}: float32 rounding of the model itself, max '
+              '|torch - torch float64| per output: ' +
+              ', '.join(f'{r:.2e}' for r in rounding))
+        passed[tuple(shape)] = not any(over)
+    return passed
 
 
 def main(argv=None):
@@ -179,8 +199,7 @@ def main(argv=None):
         else:
             print(f'{what}: dynamic')
             shapes.append(shape)
-    worst = verify(module, out, shapes, args.atol)
-    if any(d is None or d > args.atol for d in worst.values()):
+    if not all(verify(module, out, shapes, args.atol).values()):
         sys.exit(1)
 
 

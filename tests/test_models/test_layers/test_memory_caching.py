@@ -14,6 +14,7 @@ from mmcached.models.layers.memory_caching import (
     memory_caching_reference, memory_caching_reference_layer)
 from mmcached.models.layers.memory_caching import weighted_read as mc_autograd
 from mmcached.models.layers.memory_caching.fla import fla_available
+from mmcached.models.layers.memory_caching.grid import grid_memory_caching
 from mmcached.models.layers.memory_caching.per_token import (deep_gradient,
                                                              deep_read,
                                                              gate_weights,
@@ -497,6 +498,72 @@ def test_weighted_read_node_gradcheck():
     dense = ((g[..., None] * x[..., None, :]).flatten(-2) @ W.flatten(2, 3))
     _close(mc_autograd.weighted_read(x, g, W, blocks), dense)
     _close(mc_autograd.weighted_read_plain(x, g, W, blocks), dense)
+
+
+# --------------------------------------------------------------------------
+# The grid form: the segment layout in the graph (symbolic lengths)
+# --------------------------------------------------------------------------
+SEGMENTS = (dict(segmentation='uniform', num_segments=3, segment_size=None),
+            dict(segmentation='constant', segment_size=4))
+
+
+@pytest.mark.parametrize('aggregation,start',
+                         list(itertools.product(AGGREGATIONS, STARTS)))
+@pytest.mark.parametrize('segments', SEGMENTS)
+def test_grid_form_equals_loop(segments, aggregation, start):
+    """The grid form's outputs and gradients equal the reference loop's,
+    for lengths with ragged segments and blocks (block 3) and with segments
+    shorter than one block (block 64)."""
+    torch.manual_seed(0)
+    for L, block in ((3, 3), (11, 3), (37, 3), (11, 64)):
+        opts = _opts(
+            aggregation=aggregation,
+            segment_start=start,
+            block_size=block,
+            top_k=2 if aggregation == 'ssc' else None,
+            **segments)
+        q, k, v, u = (torch.randn(
+            2, 2, L, 3, dtype=torch.float64, requires_grad=True)
+                      for _ in range(4))
+        if aggregation == 'residual':
+            u = None
+        inputs = [t for t in (q, k, v, u) if t is not None]
+        y = grid_memory_caching(q, k, v, u, opts)
+        ref = memory_caching_reference(q, k, v, u, opts)
+        _close(y, ref)
+        w = torch.randn_like(y)
+        for a, b in zip(
+                torch.autograd.grad((y * w).sum(), inputs),
+                torch.autograd.grad((ref * w).sum(), inputs)):
+            _close(a, b)
+
+
+@pytest.mark.parametrize('segments', SEGMENTS)
+def test_export_serves_any_length(segments):
+    """torch.export with a dynamic length takes the grid form: the program
+    exported at 5 tokens (segments shorter than a block) and the one
+    exported at 40 both run at 4 to 200 tokens (one to many blocks per
+    segment) and equal the eager layer, which runs the chunked engine."""
+    A = torch.export.Dim.AUTO
+    torch.manual_seed(0)
+    layer = MemoryCachingAttention(
+        8, 2, causal=False, block_size=4, **segments).eval()
+    for length in (5, 40):
+        program = torch.export.export(
+            layer, (torch.randn(2, length, 8), ),
+            dynamic_shapes={'x': {
+                0: A,
+                1: A
+            }})
+        # batch and length: no upper bound recorded
+        ranges = list(program.range_constraints.values())
+        assert len(ranges) == 2 and all(r.upper > 10**9 for r in ranges)
+        for n in (4, 13, 29, 200):
+            x = torch.randn(3, n, 8)
+            with torch.no_grad():
+                ref = layer(x)
+            assert torch.allclose(
+                program.module()(x), ref, atol=1e-5, rtol=1e-4), (length, n)
 
 
 # --------------------------------------------------------------------------

@@ -44,6 +44,7 @@ import torch
 import torch.nn.functional as F
 
 from .fla import fla_segments, fla_usable
+from .grid import grid_memory_caching
 from .options import MCOptions
 from .per_token import gelu_grad, segment_lengths
 from .weighted_read import row_blocks, weighted_read
@@ -321,7 +322,24 @@ def prelude(k, u, opts: MCOptions, state: Optional[MCState], layout: Layout,
 # --------------------------------------------------------------------------
 # The one place that picks the path and the kernel
 # --------------------------------------------------------------------------
-PATHS = ('deep', 'linear_state', 'linear_state_fla', 'linear_token')
+PATHS = ('deep', 'linear_state', 'linear_state_fla', 'linear_token',
+         'linear_grid')
+
+
+def takes_grid(q: torch.Tensor, opts: MCOptions, state: Optional[MCState],
+               return_state: bool) -> bool:
+    """Whether torch.export traces a symbolic length (dynamic height and
+    width) and the grid form (:mod:`.grid`) serves the options: then the
+    segment layout is built in the graph instead of by :class:`Layout` in
+    Python, which would fix the length. Decided before any layout exists,
+    so apart from :func:`choose_path`. torch.compile keeps the chunked
+    engine (a new length recompiles): compiled with ``dynamic=True``
+    through the grid form, a toy layer's first training step had not
+    finished after 11 CPU minutes here."""
+    return torch.compiler.is_exporting() and \
+        not isinstance(q.shape[2], int) and opts.memory == 'linear' and \
+        opts.segmentation != 'logarithmic' and state is None and \
+        not return_state
 
 
 def choose_path(q: torch.Tensor, opts: MCOptions, layout: Layout,
@@ -329,7 +347,8 @@ def choose_path(q: torch.Tensor, opts: MCOptions, layout: Layout,
     """One of :data:`PATHS` for this call: the deep memory's chunk-parallel
     form, or the linear memory's state form (flash-linear-attention's
     kernels where ``kernel`` allows and they can run) or token form
-    (``linear_form``; ``'auto'`` takes the one with fewer multiply-adds)."""
+    (``linear_form``; ``'auto'`` takes the one with fewer multiply-adds).
+    ``'linear_grid'`` is taken before a layout exists (:func:`takes_grid`)."""
     if opts.memory == 'deep':
         return 'deep'
     form = opts.linear_form
@@ -584,6 +603,8 @@ def chunk_memory_caching(q,
     with torch.autocast(q.device.type, enabled=False):
         q, k, v = (t.to(compute) for t in (q, k, v))
         u = None if u is None else u.to(compute)
+        if takes_grid(q, opts, state, return_state):  # path 'linear_grid'
+            return grid_memory_caching(q, k, v, u, opts).to(dtype), None
         layout = Layout.make(int(q.shape[2]), opts, state, q.device)
         block_size = opts.chunk_size if opts.memory == 'deep' else \
             opts.block_size
