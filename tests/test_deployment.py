@@ -75,9 +75,7 @@ def test_mc_any_batch_and_size(tmp_path):
     assert rc == 0, out
     assert 'batch: dynamic' in out and 'height and width: dynamic' in out
     diffs = _diffs(out)
-    assert set(diffs) == {
-        '(2, 3, 32, 32)', '(3, 3, 32, 32)', '(2, 3, 48, 64)'
-    }
+    assert set(diffs) == {'(2, 3, 32, 32)', '(3, 3, 32, 32)', '(2, 3, 48, 64)'}
     assert max(diffs.values()) < 1e-4
     rc, out = _export(tmp_path,
                       'configs/embedded/mc-vit-mini-p8_1xb64-40e_digits.py',

@@ -522,9 +522,9 @@ def test_grid_form_equals_loop(segments, aggregation, start):
             block_size=block,
             top_k=2 if aggregation == 'ssc' else None,
             **segments)
-        q, k, v, u = (torch.randn(
-            2, 2, L, 3, dtype=torch.float64, requires_grad=True)
-                      for _ in range(4))
+        q, k, v, u = (
+            torch.randn(2, 2, L, 3, dtype=torch.float64, requires_grad=True)
+            for _ in range(4))
         if aggregation == 'residual':
             u = None
         inputs = [t for t in (q, k, v, u) if t is not None]
