@@ -40,9 +40,10 @@ class SegmentGrid(NamedTuple):
     idx (M, b): the token in each cell (L where the cell is padding);
     cell (L,): each token's cell in the flattened (M b) grid; block_seg
     (M,): each block's segment; first (M,): the first block of that
-    segment; num_segs: N (an int, or symbolic). The blocks stay one dimension (never (N, nb)):
-    a symbolic nb of its own would be specialised at the export size where
-    it can be 1 (a size-1 dimension changes the traced strides).
+    segment; num_segs: N (an int, or symbolic). The blocks stay one
+    dimension, never (N, nb), and M >= 2: a symbolic size that can be 1 is
+    specialised by torch.export at the export size (a size-1 dimension
+    changes the traced strides), and the program then fails elsewhere.
     """
     idx: torch.Tensor
     cell: torch.Tensor
