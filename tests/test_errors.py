@@ -189,8 +189,14 @@ def test_train_tool_stops_on_missing_backbone_checkpoint(tmp_path):
     'log,expected',
     [
         # pip -v indents the build's output; ninja -v numbers each command
-        ('  running build_ext\n  [1/212] c++ -MMD -c a.cpp -o a.o\n'
-         '  [2/212] c++ -MMD -c b.cpp -o b.o\n', '2 of 212 files compiled'),
+        # (the lines of a real mmcv 2.1.0 CPU build, 100 s in, paths cut)
+        ("  running build_ext\n  building 'mmcv._ext' extension\n"
+         '  creating /tmp/b/build/temp.linux-x86_64-cpython-311/mmcv/ops\n'
+         '  [1/77] c++ -MMD -MF /tmp/b/build/active_rotated_filter.o.d '
+         '-Wsign-compare -DNDEBUG -g -fwrapv -O3 -Wall -fPIC\n'
+         '  [2/77] c++ -MMD -MF /tmp/b/build/assign_score_withk.o.d '
+         '-Wsign-compare -DNDEBUG -g -fwrapv -O3 -Wall -fPIC\n',
+         '2 of 77 files compiled'),
         ('[7/9] c++ -c x.cpp\n', '7 of 9 files compiled'),
         # without ninja: one compiler call per file
         ('running build_ext\n'
