@@ -14,10 +14,11 @@ the token count) is reported as static, with the condition it recorded.
 onnxruntime then runs the file at the export size and, per dynamic axis,
 at another size (``--verify-shape``, default H + 2s x W + 4s for the
 backbone's stride s; batch N + 1), and the largest absolute difference to
-PyTorch is printed per output, beside the model's own float32 rounding (the
-largest difference of PyTorch in float32 to PyTorch in float64). Exits 1
-if a difference exceeds both ``--atol`` and twice that rounding, or
-onnxruntime fails.
+PyTorch is printed per output, with how far each is from the model computed
+in float64 (PyTorch in float32 is that far too: the model's own float32
+rounding). Exits 1 if onnxruntime fails, or if the file differs from
+PyTorch by more than ``--atol`` and is more than twice as far from float64
+as PyTorch in float32 is.
 """
 import argparse
 import copy
@@ -58,8 +59,8 @@ def parse_args(argv=None):
         '--atol',
         type=float,
         default=1e-4,
-        help='largest difference accepted (default 1e-4) where the '
-        "model's float32 rounding is smaller (see above)")
+        help='largest difference to PyTorch accepted whatever the '
+        "model's float32 rounding (default 1e-4, see above)")
     parser.add_argument('--opset', type=int, default=18)
     args = parser.parse_args(argv)
     if args.batch < 1:
@@ -139,23 +140,20 @@ def _outputs(module, x):
 
 
 def verify(module, path, shapes, atol):
-    """Run the ONNX file and PyTorch on random inputs of ``shapes``; print
-    the largest difference per output and the model's float32 rounding;
-    return per shape whether the file passed (False: a difference above
-    both ``atol`` and twice the rounding, or onnxruntime failed)."""
+    """Run the ONNX file and PyTorch (float32 and float64) on random inputs
+    of ``shapes``; print the largest differences per output; return per
+    shape whether the file passed (see the module docstring)."""
     import onnxruntime as ort
     session = ort.InferenceSession(path, providers=['CPUExecutionProvider'])
-    exact = copy.deepcopy(module).double()
+    exact_module = copy.deepcopy(module).double()
     passed = {}
     for shape in shapes:
         x = torch.randn(*shape)
         ref = _outputs(module, x)
-        # what float32 itself costs this model: MC's linear memories sum
-        # thousands of terms, and its random-weight PVTv2-B2 is ~1e-4 off
-        rounding = [
-            float((r.double() - e).abs().max())
-            for r, e in zip(ref, _outputs(exact, x.double()))
-        ]
+        # what float32 itself costs the model: Memory Caching's gates are
+        # softmaxes of key sums (logits of hundreds at random weights), and
+        # its PVTv2-B2 is ~1e-4 off in float32 where the uncached one is 6e-7
+        exact = _outputs(exact_module, x.double())
         try:
             outs = session.run(None, {'input': x.numpy()})
         except Exception as e:  # noqa: BLE001 - onnxruntime's own errors
@@ -163,14 +161,25 @@ def verify(module, path, shapes, atol):
                   f'{str(e).splitlines()[0][:300]}')
             passed[tuple(shape)] = False
             continue
-        diffs = [float(np.abs(o - r.numpy()).max()) for o, r in zip(outs, ref)]
-        over = [d > max(atol, 2 * r) for d, r in zip(diffs, rounding)]
+
+        def largest(a, b):
+            return [float(np.abs(x - y).max()) for x, y in zip(a, b)]
+
+        outs64 = [e.numpy() for e in exact]
+        diffs = largest(outs, [r.numpy() for r in ref])
+        onnx_err = largest(outs, outs64)
+        torch_err = largest([r.double().numpy() for r in ref], outs64)
+        over = [
+            d > atol and o > 2 * t
+            for d, o, t in zip(diffs, onnx_err, torch_err)
+        ]
         print(f'{tuple(shape)}: max |onnx - torch| per output: ' +
               ', '.join(f'{d:.2e}' for d in diffs) +
-              (f'  > atol {atol} and twice the rounding' if any(over) else ''))
-        print(f'{tuple(shape)}: float32 rounding of the model itself, max '
-              '|torch - torch float64| per output: ' +
-              ', '.join(f'{r:.2e}' for r in rounding))
+              (f'  > atol {atol}, and more than twice torch float32 '
+               'off float64' if any(over) else ''))
+        for what, errs in (('torch', torch_err), ('onnx', onnx_err)):
+            print(f'{tuple(shape)}: max |{what} - torch float64| per output:'
+                  ' ' + ', '.join(f'{e:.2e}' for e in errs))
         passed[tuple(shape)] = not any(over)
     return passed
 
