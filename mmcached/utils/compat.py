@@ -56,6 +56,15 @@ Applied once when ``mmcached`` is imported (each fix is idempotent):
   (``'UserDefinedDictVariable' object has no attribute 'items'``). We wrap
   ``OptimWrapper.__init__`` (every wrapper type runs it): the optimizer it
   wraps then holds plain dicts, whichever constructor built it.
+- **PVT compiles in one graph.** mmdet's PVT gives each position
+  embedding its grid as a numpy array (``pretrain_img_size //
+  np.prod(...)``), which dynamo takes for a tensor: reading it is a
+  data-dependent graph break in every stage (16 in PVT-Tiny's forward), so
+  the backbone's loop runs eagerly and its layers compile one by one,
+  recompiled per shape; once dynamo makes their shapes dynamic, inductor
+  fails on CachedPVT's layers (torch 2.14: ``cannot determine truth value
+  of Relational``). We wrap ``AbsolutePositionEmbedding.__init__`` so the
+  grid is a tuple of ints: PVT and CachedPVT trace to one graph.
 - **AMP on CPU.** ``AmpOptimWrapper`` (what ``--amp`` selects) refuses to
   be built without an accelerator. Without one we build it with bfloat16
   autocast on CPU and no loss scaling (bfloat16 has float32's range);
@@ -250,6 +259,21 @@ def cpu_capable_amp_init(init):
     return __init__
 
 
+def int_pos_shape(init):
+    """Wrap mmdet's ``AbsolutePositionEmbedding.__init__``: its grid
+    (``pos_shape``) as a tuple of ints (see the module docstring)."""
+    if getattr(init, '_mmcached_int_shape', False):
+        return init
+
+    @functools.wraps(init)
+    def __init__(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        self.pos_shape = tuple(int(s) for s in self.pos_shape)
+
+    __init__._mmcached_int_shape = True
+    return __init__
+
+
 def dying_workers(build_dataloader):
     """Wrap ``Runner.build_dataloader`` (the function): workers die with the
     process (see the module docstring)."""
@@ -337,6 +361,9 @@ def apply() -> None:
                  'mmdet.models.backbones.pvt'):
         if hasattr(sys.modules.get(name), 'load_state_dict'):
             setattr(sys.modules[name], 'load_state_dict', quiet)
+    import mmdet.models.backbones.pvt as pvt_module
+    pvt_module.AbsolutePositionEmbedding.__init__ = int_pos_shape(
+        pvt_module.AbsolutePositionEmbedding.__init__)
     import mmpretrain.models.backbones.vision_transformer as vit_module
     import mmpretrain.models.utils as pretrain_utils
     import mmpretrain.models.utils.embed as embed_module

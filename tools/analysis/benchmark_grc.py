@@ -18,7 +18,13 @@ round, so drift of a shared machine hits them alike), as ratios:
   ratio the throughput would have if GRC ran at the backbone's FLOP rate:
   PVT-Tiny (mmdet's ``PyramidVisionTransformer`` against ``CachedPVT``)
   and Swin-T (``CachedSwin`` with and without caches), at 224 px or a
-  detection-size input (``--model-sizes 224 800x1344:1``).
+  detection-size input (``--model-sizes 224 800x1344:1``). With
+  ``--compile`` also the uncached backbone and the cached one in the
+  default mode (``released``) under ``torch.compile`` (the module compiled,
+  as mmengine's ``compile=True`` compiles ``train_step``; the backward runs
+  through the compiled graph), in the same rounds, with each one's time
+  against its eager twin and the one-off compile (its first step, wall
+  time). Under compile GRC takes the plain path (``grc/fused.py``).
 
 On CPU, glibc returns large freed blocks to the system, so every step
 page-faults its activations in again, more so for code that allocates more;
@@ -36,6 +42,9 @@ Example::
     python tools/analysis/benchmark_grc.py --skip layer \
         --backbones pvt-tiny swin-t --model-sizes 224 800x1344:1 \
         --model-iters 3 --model-warmup 1
+    python tools/analysis/benchmark_grc.py --skip layer --threads 1 \
+        --model-sizes 224:2 --model-iters 5 --model-warmup 2 --compile \
+        --clock cpu
 """
 import argparse
 import time
@@ -44,7 +53,8 @@ from collections import OrderedDict
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from benchmark_utils import add_step_args, device_of, measure, setup_host
+from benchmark_utils import (add_step_args, device_of, measure, setup_host,
+                             timed)
 
 from mmcached.models.layers.grc.grc_attention import GRCAttention
 from mmcached.models.layers.grc.switch import fused_grc
@@ -87,6 +97,11 @@ def parse_args():
         type=int,
         default=None,
         help='warm-up steps of the model benchmark (default: --warmup)')
+    parser.add_argument(
+        '--compile',
+        action='store_true',
+        help='model benchmark: also the uncached and the cached backbone '
+        '(default mode) under torch.compile, against their eager twins')
     parser.add_argument(
         '--clock',
         default='wall',
@@ -203,6 +218,28 @@ def report_fused(results, pairs, what):
             print(f'- fused path, {fused}: {tp / tf:.2f}x the plain path, '
                   f'saves {1 - tf / tp:.1%} of its {what} time (kept if '
                   '>= 10%)')
+
+
+_COMPILED = ', compiled'
+
+
+def compile_variants(variants, make_step):
+    """Run each compiled variant's step once, which compiles it; the wall
+    seconds of that first step, per variant."""
+    return OrderedDict((k, timed(make_step(m), _DEVICE))
+                       for k, m in variants.items() if k.endswith(_COMPILED))
+
+
+def report_compiled(results, compile_s, what):
+    """torch.compile judged per variant: its time against its eager twin's
+    in the same rounds (and the plain path's, which GRC takes when
+    compiled, where the run has it), and the one-off compile."""
+    for name, seconds in compile_s.items():
+        eager = name[:-len(_COMPILED)]
+        vs = ', '.join(f'{results[name][0] / results[e][0]:.3f} of {e}'
+                       for e in (eager, f'{eager}, plain') if e in results)
+        print(f'- {name}: {what} time {vs}; compiling took {seconds:.1f} s '
+              f'(its first {what}, wall time)')
 
 
 def layer_benchmark(args, device):
@@ -372,6 +409,10 @@ def _model_benchmark(args, device, backbone, hw, B, iters, warmup):
         variants[f'Cached{name} {mode}'] = OnPath(m, True)
         if mode == 'released':
             variants[f'Cached{name} {mode}, plain'] = OnPath(m, False)
+    if args.compile:  # the modules themselves, as mmengine compiles them
+        variants[name + _COMPILED] = torch.compile(base)
+        variants[f'Cached{name} released{_COMPILED}'] = torch.compile(
+            cached['released'])
     size = f'{hw[0]}x{hw[1]}'
     print(f'\nmodel: {name}, B={B}, {size} px (caches pretrained at '
           f'{args.img_size} px), training step and eval forward, {iters} '
@@ -391,8 +432,9 @@ def _model_benchmark(args, device, backbone, hw, B, iters, warmup):
 
     flops = {
         k: _gflops(m, hw, device)
-        for k, m in variants.items() if not k.endswith(', plain')
+        for k, m in variants.items() if not k.endswith((', plain', _COMPILED))
     }
+    compile_s = compile_variants(variants, make_step)
     res = measure(variants, make_step, device, iters, warmup, _CLOCK)
     report(f'{name} training step at {size} (forward + backward)', res, name,
            B)
@@ -400,6 +442,7 @@ def _model_benchmark(args, device, backbone, hw, B, iters, warmup):
     report_fused(res,
                  [(f'Cached{name} released', f'Cached{name} released, plain')],
                  'training step')
+    report_compiled(res, compile_s, 'training step')
     if 'eval' in args.skip:
         return
     for m in variants.values():
@@ -413,6 +456,7 @@ def _model_benchmark(args, device, backbone, hw, B, iters, warmup):
 
         return step
 
+    compile_s = compile_variants(variants, make_eval)
     res = measure(variants, make_eval, device, iters, warmup, _CLOCK)
     report(
         f'{name} eval forward at {size} (frozen caches)',
@@ -424,6 +468,7 @@ def _model_benchmark(args, device, backbone, hw, B, iters, warmup):
     report_fused(res,
                  [(f'Cached{name} released', f'Cached{name} released, plain')],
                  'eval forward')
+    report_compiled(res, compile_s, 'eval forward')
 
 
 def _throughput_ratios(res, flops, base_name, what, paper):

@@ -56,6 +56,19 @@ def test_no_graph_break_in_cache_layers(build, shape, training):
     assert all(changed) if training and before else not any(changed)
 
 
+@pytest.mark.parametrize('cached', [False, True], ids=['pvt', 'cached-pvt'])
+def test_pvt_traces_to_one_graph(cached):
+    """mmdet's PVT keeps its position grids as numpy arrays, a graph break
+    per stage under dynamo; with the compat layer's ints, PVT and CachedPVT
+    trace to one graph (else the backbone's loop runs eagerly and its
+    layers compile one by one)."""
+    from mmdet.models.backbones import PyramidVisionTransformer
+    model = CachedPVT(**PVT) if cached else PyramidVisionTransformer(**PVT)
+    torch._dynamo.reset()
+    explained = torch._dynamo.explain(model.train())(torch.randn(2, 3, 64, 64))
+    assert (explained.graph_count, explained.graph_break_count) == (1, 0)
+
+
 @pytest.mark.slow
 def test_compiled_checkpointing_updates_caches_once():
     """CachedSwin with_cp, compiled (aot_eager: the graph partitioning of
