@@ -101,3 +101,31 @@ def test_compiled_checkpointing_updates_caches_once():
     for (name, p), q in zip(plain.named_parameters(), cp.parameters()):
         if p.grad is not None:
             torch.testing.assert_close(p.grad, q.grad, msg=name)
+
+
+def test_dynamic_shapes_with_a_view_saved_for_backward():
+    """The pattern of the cached PVT's multi-scale failure (issue 19): a
+    token tensor viewed as NCHW (mmdet's ``nlc_to_nchw``) and saved for a
+    convolution's backward. Compiled with dynamic shapes, inductor sorted
+    the view's symbolic strides without its shape environment and raised
+    (pytorch/pytorch#185510) until the compatibility layer set
+    ``strict_output_strides``; now both sizes train and match eager."""
+    import torch.nn.functional as F
+
+    def reduce(x, w, hw):
+        B, L, C = x.shape
+        nchw = x.transpose(1, 2).reshape(B, C, *hw)
+        return F.conv2d(nchw, w, stride=2).flatten(2).transpose(1, 2)
+
+    torch._dynamo.reset()
+    compiled = torch.compile(reduce, dynamic=True)
+    w = torch.randn(8, 8, 2, 2, requires_grad=True)
+    for side in (6, 10):
+        x = torch.randn(2, side * side, 8, requires_grad=True)
+        y = compiled(x, w, (side, side))
+        grads = torch.autograd.grad(y.square().sum(), (x, w))
+        ref = reduce(x, w, (side, side))
+        ref_grads = torch.autograd.grad(ref.square().sum(), (x, w))
+        assert torch.allclose(y, ref, atol=1e-5)
+        for a, b in zip(grads, ref_grads):
+            assert torch.allclose(a, b, atol=1e-4)
