@@ -129,3 +129,20 @@ def test_dynamic_shapes_with_a_view_saved_for_backward():
         assert torch.allclose(y, ref, atol=1e-5)
         for a, b in zip(grads, ref_grads):
             assert torch.allclose(a, b, atol=1e-4)
+
+
+def test_one_graph_at_and_off_the_pretraining_size():
+    """GRC resizes its summary to the cache length only where the lengths
+    differ; while tracing the resize is always kept (nearest to the same
+    length is the identity), so with dynamic shapes a training step at the
+    pretraining size (64) and at others share one graph, where a guard on
+    N == cache length recompiled at the first other size."""
+    from torch._dynamo.testing import CompileCounter
+    torch._dynamo.reset()
+    model = CachedPVT(**PVT).train()
+    counter = CompileCounter()
+    compiled = torch.compile(model, backend=counter, dynamic=True)
+    for side in (64, 96, 64, 128):
+        sum(o.sum()
+            for o in compiled(torch.randn(2, 3, side, side))).backward()
+    assert counter.frame_count == 1
