@@ -134,9 +134,16 @@ def accepts(program, shape) -> str:
 
 
 def _outputs(module, x):
+    """The module's outputs on x as float64 numpy arrays."""
     with torch.no_grad():
         out = module(x)
-    return [out] if isinstance(out, torch.Tensor) else list(out)
+    out = [out] if isinstance(out, torch.Tensor) else list(out)
+    return [o.double().numpy() for o in out]
+
+
+def _largest(a, b):
+    """The largest absolute difference per output."""
+    return [float(np.abs(x - y).max()) for x, y in zip(a, b)]
 
 
 def verify(module, path, shapes, atol):
@@ -161,14 +168,9 @@ def verify(module, path, shapes, atol):
                   f'{str(e).splitlines()[0][:300]}')
             passed[tuple(shape)] = False
             continue
-
-        def largest(a, b):
-            return [float(np.abs(x - y).max()) for x, y in zip(a, b)]
-
-        outs64 = [e.numpy() for e in exact]
-        diffs = largest(outs, [r.numpy() for r in ref])
-        onnx_err = largest(outs, outs64)
-        torch_err = largest([r.double().numpy() for r in ref], outs64)
+        diffs = _largest(outs, ref)
+        onnx_err = _largest(outs, exact)
+        torch_err = _largest(ref, exact)
         over = [
             d > atol and o > 2 * t
             for d, o, t in zip(diffs, onnx_err, torch_err)
