@@ -70,3 +70,21 @@ def load_tool():
         return module
 
     return load
+
+
+@pytest.fixture(scope='session')
+def assert_same_caches_and_grads():
+    """``check(expected, model)``: the two models' GRC cache buffers and
+    parameter gradients are equal (after the same training steps)."""
+    import torch
+
+    def check(expected, model):
+        for (name, a), b in zip(expected.named_buffers(), model.buffers()):
+            if 'cache.memory' in name:
+                torch.testing.assert_close(a, b, msg=name)
+        for (name, p), q in zip(expected.named_parameters(),
+                                model.parameters()):
+            if p.grad is not None:
+                torch.testing.assert_close(p.grad, q.grad, msg=name)
+
+    return check
